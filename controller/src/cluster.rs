@@ -1,0 +1,642 @@
+//! The controller's whole state and every operation on it: the API and the MQTT shell both call in here.
+//!
+//! [`Cluster`] owns the [`Store`] and the in-memory mirror of it (workloads, nodes, modules), plus what is only
+//! live (node readiness, instance statuses reported by agents, recent logs). Callers hold it behind one mutex.
+//! Outgoing MQTT messages are handed to the MQTT shell through an unbounded channel, never published inline.
+//!
+//! **Invariants:**
+//! - Every change to workloads or nodes is committed to the store before the call that made it returns.
+//! - A node's spec generation grows by one exactly when the content of its spec changes.
+//! - Events are applied at most once per (node, sequence number).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use edge_proto::{
+    Channel, EventKind, Heartbeat, Hello, InstanceState, InstanceStatus, LogLine, Message, ModuleChunk, ModuleReply,
+    ModuleRequest, NodeSpec, Topics,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::api::error::ApiError;
+use crate::api::types::{
+    DeployRequest, InstanceView, LogsResponse, ModuleView, NodeView, ResourcesView, WorkloadView,
+};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::logbook::LogBook;
+use crate::model::{workload_key, ModuleRecord, NodeRecord, WorkloadRecord, WorkloadSpec};
+use crate::reconcile;
+use crate::scheduler::{Blocker, NodeSlot};
+use crate::store::{Change, Store};
+use crate::validate::validate_module;
+
+/// An MQTT message for the shell to publish.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// What is known only while the controller runs: liveness and reported state of one node.
+#[derive(Debug, Default)]
+struct NodeLive {
+    online: bool,
+    last_heartbeat: Option<Instant>,
+    last_seen_ms: Option<u64>,
+    applied_generation: u64,
+    instances: HashMap<String, InstanceStatus>,
+    /// Highest event sequence number applied; events at or below it are duplicates.
+    last_event_seq: Option<u64>,
+}
+
+pub struct Cluster {
+    store: Store,
+    topics: Topics,
+    node_timeout: Duration,
+    publish: UnboundedSender<Publish>,
+    workloads: BTreeMap<String, WorkloadRecord>,
+    nodes: BTreeMap<String, NodeRecord>,
+    live: HashMap<String, NodeLive>,
+    modules: BTreeMap<String, ModuleRecord>,
+    /// Module bytes recently served to agents, so a chunked fetch does not read the store per chunk.
+    module_cache: HashMap<String, std::sync::Arc<Vec<u8>>>,
+    /// Instance id → workload key, rebuilt after every reconcile pass.
+    instance_index: HashMap<String, String>,
+    logs: LogBook,
+}
+
+const MAX_REPLICAS: u32 = 1_000;
+const MIN_MEMORY: u64 = 64 * 1024;
+
+impl Cluster {
+    pub fn load(
+        store: Store,
+        topics: Topics,
+        node_timeout: Duration,
+        publish: UnboundedSender<Publish>,
+    ) -> Result<Cluster, crate::store::StoreError> {
+        let workloads = store.load_workloads()?.into_iter().map(|w| (w.key(), w)).collect();
+        let nodes = store.load_nodes()?.into_iter().map(|n| (n.name.clone(), n)).collect();
+        let modules = store.load_modules()?.into_iter().map(|m| (m.sha256.clone(), m)).collect();
+        let mut cluster = Cluster {
+            store,
+            topics,
+            node_timeout,
+            publish,
+            workloads,
+            nodes,
+            live: HashMap::new(),
+            modules,
+            module_cache: HashMap::new(),
+            instance_index: HashMap::new(),
+            logs: LogBook::default(),
+        };
+        cluster.rebuild_index();
+        Ok(cluster)
+    }
+
+    // ---- modules -------------------------------------------------------------------------------------------
+
+    /// Validates and stores a module; returns its view and whether it was new.
+    pub fn upload_module(&mut self, bytes: &[u8]) -> Result<(ModuleView, bool), ApiError> {
+        validate_module(bytes).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let sha = hex::encode(Sha256::digest(bytes));
+        if let Some(m) = self.modules.get(&sha) {
+            return Ok((ModuleView { sha256: sha, size: m.size }, false));
+        }
+        let record = ModuleRecord { sha256: sha.clone(), size: bytes.len() as u64, uploaded_ms: now_ms() };
+        self.store.put_module(&record, bytes)?;
+        self.modules.insert(sha.clone(), record);
+        Ok((ModuleView { sha256: sha, size: bytes.len() as u64 }, true))
+    }
+
+    pub fn module(&self, sha: &str) -> Option<ModuleView> {
+        self.modules.get(sha).map(|m| ModuleView { sha256: m.sha256.clone(), size: m.size })
+    }
+
+    pub fn modules(&self) -> Vec<ModuleView> {
+        self.modules.values().map(|m| ModuleView { sha256: m.sha256.clone(), size: m.size }).collect()
+    }
+
+    // ---- workloads -----------------------------------------------------------------------------------------
+
+    pub fn deploy(&mut self, namespace: &str, name: &str, req: DeployRequest) -> Result<WorkloadView, ApiError> {
+        check_name("namespace", namespace)?;
+        check_name("workload name", name)?;
+        let module = req.module.to_ascii_lowercase();
+        if !self.modules.contains_key(&module) {
+            return Err(ApiError::BadRequest(format!("module {module} has not been uploaded (POST /v1/modules)")));
+        }
+        if req.replicas > MAX_REPLICAS {
+            return Err(ApiError::BadRequest(format!("replicas {} exceeds the limit of {MAX_REPLICAS}", req.replicas)));
+        }
+        if req.memory_bytes < MIN_MEMORY {
+            return Err(ApiError::BadRequest(format!(
+                "memory {} bytes is below the minimum of {MIN_MEMORY} (one WebAssembly page)",
+                req.memory_bytes
+            )));
+        }
+        let restart = match req.restart.as_deref() {
+            None | Some("") => Default::default(),
+            Some(r) => r.parse().map_err(|e| ApiError::BadRequest(format!("restart {r:?}: {e}")))?,
+        };
+        for (k, _) in &req.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(ApiError::BadRequest(format!("environment variable name {k:?} is invalid")));
+            }
+        }
+        let spec = WorkloadSpec {
+            module,
+            replicas: req.replicas,
+            cpu_millis: req.cpu_millis,
+            memory_bytes: req.memory_bytes,
+            env: req.env,
+            args: req.args,
+            restart,
+        };
+        let key = workload_key(namespace, name);
+        let previous = self.workloads.get(&key).cloned();
+        let record = match previous.clone() {
+            Some(mut w) => {
+                if !w.spec.same_template(&spec) {
+                    w.revision += 1;
+                }
+                w.spec = spec;
+                w
+            }
+            None => WorkloadRecord {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                spec,
+                revision: 1,
+                instances: Vec::new(),
+                created_ms: now_ms(),
+            },
+        };
+        self.workloads.insert(key.clone(), record);
+        if let Err(e) = self.reconcile() {
+            // Keep memory equal to the store: undo the change that could not be committed.
+            match previous {
+                Some(w) => self.workloads.insert(key, w),
+                None => self.workloads.remove(&key),
+            };
+            return Err(e);
+        }
+        Ok(self.workload_view(&self.workloads[&workload_key(namespace, name)]))
+    }
+
+    pub fn delete(&mut self, namespace: &str, name: &str) -> Result<(), ApiError> {
+        let key = workload_key(namespace, name);
+        let Some(previous) = self.workloads.remove(&key) else {
+            return Err(ApiError::NotFound(format!("workload {name} not found in namespace {namespace}")));
+        };
+        self.store.commit(&[Change::DeleteWorkload(key.clone())]).inspect_err(|_| {
+            self.workloads.insert(key.clone(), previous);
+        })?;
+        self.logs.forget(&key);
+        self.reconcile()
+    }
+
+    pub fn workloads(&self, namespace: Option<&str>) -> Vec<WorkloadView> {
+        self.workloads
+            .values()
+            .filter(|w| namespace.is_none_or(|ns| w.namespace == ns))
+            .map(|w| self.workload_view(w))
+            .collect()
+    }
+
+    pub fn workload(&self, namespace: &str, name: &str) -> Result<WorkloadView, ApiError> {
+        self.workloads
+            .get(&workload_key(namespace, name))
+            .map(|w| self.workload_view(w))
+            .ok_or_else(|| ApiError::NotFound(format!("workload {name} not found in namespace {namespace}")))
+    }
+
+    pub fn logs(&self, namespace: &str, name: &str, since: u64, limit: usize) -> Result<LogsResponse, ApiError> {
+        let key = workload_key(namespace, name);
+        if !self.workloads.contains_key(&key) {
+            return Err(ApiError::NotFound(format!("workload {name} not found in namespace {namespace}")));
+        }
+        let (lines, next) = self.logs.read(&key, since, limit);
+        Ok(LogsResponse { lines, next })
+    }
+
+    fn workload_view(&self, w: &WorkloadRecord) -> WorkloadView {
+        let instances = w
+            .instances
+            .iter()
+            .map(|i| {
+                let mut view = InstanceView {
+                    id: i.id.clone(),
+                    node: i.node.clone(),
+                    state: "Pending".into(),
+                    restarts: 0,
+                    started_at: None,
+                    exit_code: None,
+                    reason: i.reason.clone(),
+                };
+                if let Some(node) = &i.node {
+                    let live = self.live.get(node);
+                    match live.and_then(|l| l.instances.get(&i.id)) {
+                        Some(s) => {
+                            view.state = s.state.as_str().into();
+                            view.restarts = s.restarts;
+                            view.started_at = s.started_at_ms.map(rfc3339_ms);
+                            view.exit_code = s.exit_code;
+                            view.reason = s.reason.clone();
+                        }
+                        None => view.reason = Some(format!("scheduled to {node}, waiting for its agent")),
+                    }
+                    if !self.is_ready(node) {
+                        view.state = "Unknown".into();
+                        view.reason = Some(format!("node {node} is not ready"));
+                    }
+                }
+                view
+            })
+            .collect();
+        WorkloadView {
+            name: w.name.clone(),
+            namespace: w.namespace.clone(),
+            replicas: w.spec.replicas,
+            module: w.spec.module.clone(),
+            cpu_millis: w.spec.cpu_millis,
+            memory_bytes: w.spec.memory_bytes,
+            restart: w.spec.restart.as_str().into(),
+            env: w.spec.env.clone(),
+            args: w.spec.args.clone(),
+            revision: w.revision,
+            instances,
+        }
+    }
+
+    // ---- nodes ---------------------------------------------------------------------------------------------
+
+    fn is_ready(&self, node: &str) -> bool {
+        self.live.get(node).is_some_and(|l| {
+            l.online && l.last_heartbeat.is_some_and(|t| t.elapsed() < self.node_timeout)
+        })
+    }
+
+    fn allocated(&self) -> HashMap<&str, edge_proto::Resources> {
+        let mut out: HashMap<&str, edge_proto::Resources> = HashMap::new();
+        for w in self.workloads.values() {
+            for i in &w.instances {
+                if let Some(n) = &i.node {
+                    let e = out.entry(n.as_str()).or_default();
+                    *e = e.saturating_add(w.spec.request());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn nodes(&self) -> Vec<NodeView> {
+        let allocated = self.allocated();
+        self.nodes
+            .values()
+            .map(|n| {
+                let live = self.live.get(&n.name);
+                let alloc = allocated.get(n.name.as_str()).copied().unwrap_or_default();
+                NodeView {
+                    name: n.name.clone(),
+                    status: if self.is_ready(&n.name) { "Ready" } else { "NotReady" }.into(),
+                    capacity: ResourcesView { cpu_millis: n.capacity.cpu_millis, memory_bytes: n.capacity.memory_bytes },
+                    allocated: ResourcesView { cpu_millis: alloc.cpu_millis, memory_bytes: alloc.memory_bytes },
+                    labels: n.labels.clone(),
+                    board: n.board.clone(),
+                    arch: n.arch.clone(),
+                    engine: n.engine.to_string(),
+                    agent_version: n.agent_version.clone(),
+                    last_seen: live.and_then(|l| l.last_seen_ms).map(rfc3339_ms),
+                    generation: live.map_or(0, |l| l.applied_generation),
+                    instances: live.map_or(0, |l| l.instances.len()),
+                }
+            })
+            .collect()
+    }
+
+    // ---- reconcile -----------------------------------------------------------------------------------------
+
+    /// One idempotent pass: replicas kept, pending instances placed, changed node specs committed and published.
+    pub fn reconcile(&mut self) -> Result<(), ApiError> {
+        let mut changed: Vec<String> = Vec::new();
+        let taken: std::collections::HashSet<String> =
+            self.workloads.values().flat_map(|w| w.instances.iter().map(|i| i.id.clone())).collect();
+        let mut new_id = unique_ids(taken);
+        for (key, w) in self.workloads.iter_mut() {
+            if reconcile::prune(w, &mut new_id) {
+                changed.push(key.clone());
+            }
+        }
+        let slots: Vec<NodeSlot> = self
+            .nodes
+            .values()
+            .map(|n| {
+                let mut slot = NodeSlot::new(n.name.clone(), n.capacity);
+                if !self.is_ready(&n.name) {
+                    slot.blocker = Some(Blocker::NotReady);
+                }
+                slot
+            })
+            .collect();
+        let mut snap = reconcile::snapshot(slots, self.workloads.values());
+        for (key, w) in self.workloads.iter_mut() {
+            if reconcile::place_pending(w, &mut snap) && !changed.contains(key) {
+                changed.push(key.clone());
+            }
+        }
+        let modules = &self.modules;
+        let mut specs = reconcile::node_specs(self.workloads.values(), |sha| modules.get(sha).map(|m| m.size));
+        let mut node_updates: Vec<NodeRecord> = Vec::new();
+        let mut publishes = Vec::new();
+        for node in self.nodes.values() {
+            let instances = specs.remove(&node.name).unwrap_or_default();
+            let hash = hex::encode(Sha256::digest(edge_proto::encode(&Message::Spec(NodeSpec {
+                generation: 0,
+                instances: instances.clone(),
+            }))));
+            if hash != node.spec_hash {
+                let mut updated = node.clone();
+                updated.spec_generation += 1;
+                updated.spec_hash = hash;
+                publishes.push(self.spec_publish(&updated.name, updated.spec_generation, instances));
+                node_updates.push(updated);
+            }
+        }
+        let mut batch: Vec<Change<'_>> =
+            changed.iter().filter_map(|k| self.workloads.get(k)).map(Change::PutWorkload).collect();
+        batch.extend(node_updates.iter().map(Change::PutNode));
+        if let Err(e) = self.store.commit(&batch) {
+            // Reload what the store holds so memory never runs ahead of it.
+            if let Ok(ws) = self.store.load_workloads() {
+                self.workloads = ws.into_iter().map(|w| (w.key(), w)).collect();
+            }
+            return Err(e.into());
+        }
+        for n in node_updates {
+            self.nodes.insert(n.name.clone(), n);
+        }
+        for p in publishes {
+            let _ = self.publish.send(p);
+        }
+        self.rebuild_index();
+        Ok(())
+    }
+
+    fn spec_publish(&self, node: &str, generation: u64, instances: Vec<edge_proto::InstanceSpec>) -> Publish {
+        Publish {
+            topic: self.topics.node(node, Channel::Spec),
+            payload: edge_proto::encode(&Message::Spec(NodeSpec { generation, instances })),
+            retain: true,
+        }
+    }
+
+    /// Every node's current spec, for re-publishing when the controller's MQTT connection comes (back) up.
+    pub fn republish_all(&self) {
+        let modules = &self.modules;
+        let mut specs = reconcile::node_specs(self.workloads.values(), |sha| modules.get(sha).map(|m| m.size));
+        for node in self.nodes.values() {
+            let instances = specs.remove(&node.name).unwrap_or_default();
+            let _ = self.publish.send(self.spec_publish(&node.name, node.spec_generation, instances));
+        }
+    }
+
+    fn rebuild_index(&mut self) {
+        self.instance_index = self
+            .workloads
+            .values()
+            .flat_map(|w| w.instances.iter().map(move |i| (i.id.clone(), w.key())))
+            .collect();
+    }
+
+    /// Periodic work: notices nodes whose heartbeats stopped, and places what became placeable.
+    pub fn tick(&mut self) -> Result<(), ApiError> {
+        self.reconcile()
+    }
+
+    // ---- uplink (agents → controller) ----------------------------------------------------------------------
+
+    /// Handles one message from an agent. Garbage is logged and dropped; it never fails the controller.
+    pub fn on_uplink(&mut self, node: &str, channel: Channel, payload: &[u8]) {
+        if edge_proto::validate_name(node).is_err() {
+            tracing::warn!(node, "message from a node with an invalid name ignored");
+            return;
+        }
+        let envelope = match edge_proto::decode(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(node, channel = channel.as_str(), error = %e, "undecodable message ignored");
+                return;
+            }
+        };
+        let result = match (channel, envelope.message) {
+            (Channel::Status, Message::Status(s)) => self.on_status(node, s.online),
+            (Channel::Hello, Message::Hello(h)) => self.on_hello(node, h),
+            (Channel::Heartbeat, Message::Heartbeat(h)) => self.on_heartbeat(node, h),
+            (Channel::Events, Message::Events(events)) => {
+                self.on_events(node, events);
+                Ok(())
+            }
+            (Channel::Logs, Message::Logs(lines)) => {
+                self.on_logs(node, lines);
+                Ok(())
+            }
+            (Channel::ModuleRequest, Message::ModuleRequest(r)) => {
+                self.on_module_request(node, r);
+                Ok(())
+            }
+            (channel, _) => {
+                tracing::warn!(node, channel = channel.as_str(), "message of the wrong kind for its topic ignored");
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(node, error = %e, "could not apply a message from a node");
+        }
+    }
+
+    fn on_status(&mut self, node: &str, online: bool) -> Result<(), ApiError> {
+        let live = self.live.entry(node.to_string()).or_default();
+        let was_ready = live.online;
+        live.online = online;
+        if !online {
+            live.last_heartbeat = None;
+        }
+        if was_ready != online && self.nodes.contains_key(node) {
+            self.reconcile()?;
+        }
+        Ok(())
+    }
+
+    fn on_hello(&mut self, node: &str, h: Hello) -> Result<(), ApiError> {
+        let now = now_ms();
+        let live = self.live.entry(node.to_string()).or_default();
+        live.online = true;
+        live.last_heartbeat = Some(Instant::now());
+        live.last_seen_ms = Some(now);
+        live.applied_generation = h.applied_generation;
+        let labels: BTreeMap<String, String> = h.labels.into_iter().collect();
+        let mut record = self.nodes.get(node).cloned().unwrap_or_else(|| NodeRecord {
+            name: node.to_string(),
+            board: String::new(),
+            arch: String::new(),
+            engine: h.engine,
+            agent_version: String::new(),
+            capacity: h.capacity,
+            labels: BTreeMap::new(),
+            spec_generation: 0,
+            spec_hash: String::new(),
+            first_seen_ms: now,
+        });
+        record.board = h.board;
+        record.arch = h.arch;
+        record.engine = h.engine;
+        record.agent_version = h.agent_version;
+        record.capacity = h.capacity;
+        record.labels = labels;
+        if h.applied_generation > record.spec_generation {
+            // The agent ran a newer spec than this store remembers (the store was replaced): move past it so
+            // the agent accepts what this controller decides.
+            record.spec_generation = h.applied_generation;
+            record.spec_hash.clear();
+        }
+        if self.nodes.get(node) != Some(&record) {
+            self.store.commit(&[Change::PutNode(&record)])?;
+            self.nodes.insert(node.to_string(), record);
+        }
+        self.reconcile()?;
+        // The retained spec may have been lost with a broker restart; send it again (same generation: a no-op
+        // for an agent that has it).
+        let modules = &self.modules;
+        let specs = reconcile::node_specs(self.workloads.values(), |sha| modules.get(sha).map(|m| m.size));
+        let instances = specs.get(node).cloned().unwrap_or_default();
+        let generation = self.nodes[node].spec_generation;
+        let _ = self.publish.send(self.spec_publish(node, generation, instances));
+        Ok(())
+    }
+
+    fn on_heartbeat(&mut self, node: &str, h: Heartbeat) -> Result<(), ApiError> {
+        let live = self.live.entry(node.to_string()).or_default();
+        let was_ready = live.online && live.last_heartbeat.is_some_and(|t| t.elapsed() < self.node_timeout);
+        live.online = true;
+        live.last_heartbeat = Some(Instant::now());
+        live.last_seen_ms = Some(now_ms());
+        live.applied_generation = h.applied_generation;
+        live.instances = h.instances.into_iter().map(|s| (s.id.clone(), s)).collect();
+        if !was_ready && self.nodes.contains_key(node) {
+            self.reconcile()?;
+        }
+        Ok(())
+    }
+
+    fn on_events(&mut self, node: &str, events: Vec<edge_proto::Event>) {
+        let live = self.live.entry(node.to_string()).or_default();
+        live.last_seen_ms = Some(now_ms());
+        for e in events {
+            if live.last_event_seq.is_some_and(|last| e.seq <= last) {
+                continue;
+            }
+            live.last_event_seq = Some(e.seq);
+            let status = live.instances.entry(e.instance.clone()).or_insert_with(|| InstanceStatus {
+                id: e.instance.clone(),
+                state: InstanceState::Starting,
+                restarts: 0,
+                started_at_ms: None,
+                exit_code: None,
+                reason: None,
+            });
+            status.restarts = e.restarts;
+            match e.kind {
+                EventKind::Starting => status.state = InstanceState::Starting,
+                EventKind::Started { started_at_ms } => {
+                    status.state = InstanceState::Running;
+                    status.started_at_ms = Some(started_at_ms);
+                    status.exit_code = None;
+                    status.reason = None;
+                }
+                EventKind::Exited { code } => {
+                    status.state = if code == 0 { InstanceState::Succeeded } else { InstanceState::Failed };
+                    status.exit_code = Some(code);
+                }
+                EventKind::Trapped { reason } | EventKind::Failed { reason } => {
+                    status.state = InstanceState::Failed;
+                    status.reason = Some(reason);
+                }
+                EventKind::BackOff { delay_ms } => {
+                    status.state = InstanceState::CrashLoopBackOff;
+                    status.reason = Some(format!("back-off {delay_ms} ms before restarting"));
+                }
+                EventKind::Stopped => {
+                    live.instances.remove(&e.instance);
+                }
+            }
+        }
+    }
+
+    fn on_logs(&mut self, node: &str, lines: Vec<LogLine>) {
+        for line in lines {
+            if let Some(key) = self.instance_index.get(&line.instance) {
+                self.logs.push(key, node, line);
+            }
+        }
+    }
+
+    fn on_module_request(&mut self, node: &str, r: ModuleRequest) {
+        let sha = hex::encode(r.module);
+        let topic = self.topics.node(node, Channel::ModuleChunk);
+        let bytes = match self.module_cache.get(&sha) {
+            Some(b) => Some(b.clone()),
+            None if self.modules.contains_key(&sha) => match self.store.module_bytes(&sha) {
+                Ok(Some(b)) => {
+                    let b = std::sync::Arc::new(b);
+                    if self.module_cache.len() >= 16 {
+                        self.module_cache.clear();
+                    }
+                    self.module_cache.insert(sha.clone(), b.clone());
+                    Some(b)
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        let reply = match bytes {
+            Some(b) => {
+                let start = (r.offset as usize).min(b.len());
+                let len = (r.max_len.min(edge_proto::MODULE_CHUNK) as usize).min(b.len() - start);
+                ModuleReply::Chunk(ModuleChunk {
+                    module: r.module,
+                    offset: start as u64,
+                    total: b.len() as u64,
+                    data: b[start..start + len].to_vec(),
+                })
+            }
+            None => ModuleReply::NotFound { module: r.module },
+        };
+        let _ = self.publish.send(Publish {
+            topic,
+            payload: edge_proto::encode(&Message::ModuleReply(reply)),
+            retain: false,
+        });
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    edge_proto::validate_name(name).map_err(|e| ApiError::BadRequest(format!("{what} {name:?}: {e}")))
+}
+
+/// Instance ids `{workload}-{5 random chars}`, never one already taken.
+fn unique_ids(mut taken: std::collections::HashSet<String>) -> impl FnMut(&str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    move |name: &str| loop {
+        let mut rng = rand::rng();
+        let suffix: String = (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+        let id = format!("{name}-{suffix}");
+        if taken.insert(id.clone()) {
+            return id;
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The edge controller: the brain of the cluster.
+//!
+//! A deploy flows: HTTP API ([`api`]) → [`cluster::Cluster`] → [`store`] (redb, durable before the reply) →
+//! [`reconcile`] + [`scheduler`] place replicas on nodes → each changed node spec is published retained over
+//! MQTT ([`mqtt`]) → agents run it and report hello, heartbeats, events and logs back into the cluster.
+//!
+//! Layout:
+//! - [`server`]: configuration, start and shutdown of a whole controller.
+//! - [`broker`]: the embedded rumqttd broker (the zero-setup default).
+//! - [`mqtt`]: the MQTT shell (connection, subscriptions, publishing).
+//! - [`cluster`]: all state and every operation on it; the shells call in here.
+//! - [`scheduler`], [`reconcile`]: pure decisions, no I/O.
+//! - [`store`], [`model`]: the redb state store and the records in it.
+//! - [`validate`]: WebAssembly module validation at upload.
+//! - [`logbook`]: recent log lines per workload.
+//! - [`api`]: the HTTP/JSON API and its types (shared with `edgectl`).
+
+pub mod api;
+pub mod broker;
+pub mod clock;
+pub mod cluster;
+pub mod logbook;
+pub mod model;
+pub mod mqtt;
+pub mod reconcile;
+pub mod scheduler;
+pub mod server;
+pub mod store;
+pub mod validate;
+
+pub use server::{parse_broker_url, start, BrokerMode, ControllerConfig, ControllerError, Running};

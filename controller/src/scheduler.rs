@@ -1,0 +1,192 @@
+//! The scheduler: picks a node for one replica from declared resources. Pure: no I/O, no clock, no randomness.
+//!
+//! A [`Snapshot`] holds every node's allocatable and allocated resources and how many replicas of each workload
+//! it runs. [`Snapshot::place`] filters nodes (Ready, not cordoned, resources fit), scores the survivors (fewest
+//! replicas of the same workload first, to spread; then least allocated; then by name, so the same input always
+//! gives the same output) and books the request on the winner, so consecutive calls see earlier placements.
+//!
+//! **Invariant:** a node's allocated resources never exceed its allocatable after a placement.
+
+use std::collections::HashMap;
+
+use edge_proto::Resources;
+
+/// Why a node cannot take anything at all right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Blocker {
+    NotReady,
+    Cordoned,
+}
+
+/// One node as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct NodeSlot {
+    pub name: String,
+    pub blocker: Option<Blocker>,
+    pub allocatable: Resources,
+    pub allocated: Resources,
+    /// Replicas per workload key already on this node.
+    pub replicas: HashMap<String, u32>,
+}
+
+impl NodeSlot {
+    pub fn new(name: impl Into<String>, allocatable: Resources) -> NodeSlot {
+        NodeSlot { name: name.into(), blocker: None, allocatable, allocated: Resources::ZERO, replicas: HashMap::new() }
+    }
+
+    fn free(&self) -> Resources {
+        self.allocatable.saturating_sub(self.allocated)
+    }
+
+    /// Fraction of the node in use after adding `request`, the larger of CPU and memory, in parts per million.
+    fn load_after(&self, request: Resources) -> u64 {
+        let cpu = ratio(self.allocated.cpu_millis as u64 + request.cpu_millis as u64, self.allocatable.cpu_millis as u64);
+        let mem = ratio(self.allocated.memory_bytes.saturating_add(request.memory_bytes), self.allocatable.memory_bytes);
+        cpu.max(mem)
+    }
+
+    /// Books an instance that is already bound here (used when building the snapshot).
+    pub fn book(&mut self, workload: &str, request: Resources) {
+        self.allocated = self.allocated.saturating_add(request);
+        *self.replicas.entry(workload.to_string()).or_default() += 1;
+    }
+}
+
+fn ratio(used: u64, total: u64) -> u64 {
+    if total == 0 {
+        return u64::MAX;
+    }
+    (used as u128 * 1_000_000 / total as u128) as u64
+}
+
+/// No node fits; `reason` is worded as Kubernetes words it: `0/3 nodes available: 2 insufficient memory, 1 cordoned`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unschedulable {
+    pub reason: String,
+}
+
+/// The cluster as the scheduler sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub nodes: Vec<NodeSlot>,
+}
+
+impl Snapshot {
+    pub fn new(mut nodes: Vec<NodeSlot>) -> Snapshot {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Snapshot { nodes }
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeSlot> {
+        self.nodes.iter_mut().find(|n| n.name == name)
+    }
+
+    /// Places one replica of `workload` needing `request`, books it, and returns the node's name.
+    pub fn place(&mut self, workload: &str, request: Resources) -> Result<String, Unschedulable> {
+        let mut best: Option<(u32, u64, usize)> = None;
+        let mut rejections: [usize; 4] = [0; 4]; // not ready, cordoned, insufficient cpu, insufficient memory
+        for (i, node) in self.nodes.iter().enumerate() {
+            match node.blocker {
+                Some(Blocker::NotReady) => {
+                    rejections[0] += 1;
+                    continue;
+                }
+                Some(Blocker::Cordoned) => {
+                    rejections[1] += 1;
+                    continue;
+                }
+                None => {}
+            }
+            let free = node.free();
+            if request.memory_bytes > free.memory_bytes {
+                rejections[3] += 1;
+                continue;
+            }
+            if request.cpu_millis > free.cpu_millis {
+                rejections[2] += 1;
+                continue;
+            }
+            let key = (node.replicas.get(workload).copied().unwrap_or(0), node.load_after(request), i);
+            if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
+                best = Some(key);
+            }
+        }
+        match best {
+            Some((_, _, i)) => {
+                let node = &mut self.nodes[i];
+                node.book(workload, request);
+                Ok(node.name.clone())
+            }
+            None => {
+                let labels = ["not ready", "cordoned", "insufficient cpu", "insufficient memory"];
+                let parts: Vec<String> = rejections
+                    .iter()
+                    .zip(labels)
+                    .filter(|(n, _)| **n > 0)
+                    .map(|(n, label)| format!("{n} {label}"))
+                    .collect();
+                let mut reason = format!("0/{} nodes available", self.nodes.len());
+                if !parts.is_empty() {
+                    reason.push_str(": ");
+                    reason.push_str(&parts.join(", "));
+                }
+                Err(Unschedulable { reason })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn res(cpu: u32, mem_mib: u64) -> Resources {
+        Resources { cpu_millis: cpu, memory_bytes: mem_mib * MIB }
+    }
+
+    #[test]
+    fn spreads_replicas_over_equal_nodes() {
+        let mut s = Snapshot::new(vec![NodeSlot::new("b", res(2000, 1024)), NodeSlot::new("a", res(2000, 1024))]);
+        let first = s.place("ns/w", res(100, 10)).unwrap();
+        let second = s.place("ns/w", res(100, 10)).unwrap();
+        assert_eq!(first, "a", "ties break by name");
+        assert_eq!(second, "b", "the second replica goes to the other node");
+        assert_eq!(s.place("ns/w", res(100, 10)).unwrap(), "a");
+    }
+
+    #[test]
+    fn prefers_the_least_allocated_node() {
+        let mut s = Snapshot::new(vec![NodeSlot::new("a", res(2000, 1024)), NodeSlot::new("b", res(2000, 1024))]);
+        s.node_mut("a").unwrap().book("ns/other", res(1000, 512));
+        assert_eq!(s.place("ns/w", res(100, 10)).unwrap(), "b");
+    }
+
+    #[test]
+    fn never_overcommits_and_explains_why() {
+        let mut s = Snapshot::new(vec![
+            NodeSlot::new("a", res(1000, 100)),
+            NodeSlot::new("b", res(1000, 100)),
+            NodeSlot::new("c", res(1000, 100)),
+        ]);
+        s.node_mut("c").unwrap().blocker = Some(Blocker::Cordoned);
+        assert!(s.place("ns/w", res(100, 60)).is_ok());
+        assert!(s.place("ns/w", res(100, 60)).is_ok());
+        let err = s.place("ns/w", res(100, 60)).unwrap_err();
+        assert_eq!(err.reason, "0/3 nodes available: 1 cordoned, 2 insufficient memory");
+        for n in &s.nodes {
+            assert!(n.allocatable.fits(n.allocated), "{} over-committed", n.name);
+        }
+        let err = s.place("ns/w", res(5000, 1)).unwrap_err();
+        assert_eq!(err.reason, "0/3 nodes available: 1 cordoned, 2 insufficient cpu");
+        assert_eq!(Snapshot::default().place("x", res(1, 1)).unwrap_err().reason, "0/0 nodes available");
+    }
+
+    #[test]
+    fn not_ready_nodes_take_nothing() {
+        let mut s = Snapshot::new(vec![NodeSlot::new("a", res(1000, 100))]);
+        s.nodes[0].blocker = Some(Blocker::NotReady);
+        assert_eq!(s.place("ns/w", res(1, 1)).unwrap_err().reason, "0/1 nodes available: 1 not ready");
+    }
+}

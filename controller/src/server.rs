@@ -1,0 +1,176 @@
+//! Starting and stopping a whole controller: store, broker, MQTT shell, control loop and HTTP API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use edge_proto::Topics;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::broker::{self, BrokerError};
+use crate::cluster::Cluster;
+use crate::store::{Store, StoreError};
+
+/// Where the controller's MQTT traffic goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerMode {
+    /// Run rumqttd inside the controller, listening here.
+    Embedded(SocketAddr),
+    /// Use an external MQTT 3.1.1/5 broker.
+    External { host: String, port: u16 },
+}
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub broker: BrokerMode,
+    pub prefix: String,
+    /// A node that has not heartbeated for this long is NotReady.
+    pub node_timeout: Duration,
+}
+
+impl ControllerConfig {
+    pub fn new(data_dir: PathBuf, api_listen: SocketAddr, broker: BrokerMode) -> ControllerConfig {
+        ControllerConfig {
+            data_dir,
+            api_listen,
+            broker,
+            prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
+            node_timeout: Duration::from_secs(6),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("cannot listen for the API on {addr}")]
+    ApiBind { addr: SocketAddr, source: std::io::Error },
+    #[error("invalid broker URL {url:?}: expected mqtt://HOST:PORT")]
+    BrokerUrl { url: String },
+}
+
+/// A running controller. Dropping it without [`Running::shutdown`] leaves its tasks running.
+pub struct Running {
+    pub api_addr: SocketAddr,
+    /// Host and port agents should connect to.
+    pub mqtt: (String, u16),
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the API, the MQTT connection and the control loop, and closes the store.
+    /// (An embedded broker keeps running until the process exits: rumqttd cannot be stopped.)
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Parses `mqtt://HOST:PORT` (or `tcp://`, or a bare `HOST:PORT`).
+pub fn parse_broker_url(url: &str) -> Result<(String, u16), ControllerError> {
+    let bad = || ControllerError::BrokerUrl { url: url.to_string() };
+    let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")).unwrap_or(url);
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains('/') {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port.parse().map_err(|_| bad())?))
+}
+
+pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError> {
+    let store = Store::open(&config.data_dir)?;
+    let mqtt = match &config.broker {
+        BrokerMode::Embedded(listen) => {
+            let listen = *listen;
+            tokio::task::spawn_blocking(move || broker::start_embedded(listen))
+                .await
+                .map_err(|e| BrokerError::Start(e.to_string()))??;
+            let host = if listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { listen.ip().to_string() };
+            (host, listen.port())
+        }
+        BrokerMode::External { host, port } => (host.clone(), *port),
+    };
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .map_err(|source| ControllerError::ApiBind { addr: config.api_listen, source })?;
+    let api_addr = listener.local_addr().map_err(|source| ControllerError::ApiBind { addr: config.api_listen, source })?;
+
+    let topics = Topics::new(&config.prefix);
+    let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
+    let cluster = Arc::new(Mutex::new(Cluster::load(store, topics.clone(), config.node_timeout, publish_tx)?));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let client_id = format!("edge-controller-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    let (client, eventloop) = crate::mqtt::connect(&mqtt.0, mqtt.1, &client_id);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::mqtt::run_event_loop(
+        eventloop,
+        client.clone(),
+        topics,
+        cluster.clone(),
+        shutdown_rx.clone(),
+    )));
+    let publisher = tokio::spawn(crate::mqtt::run_publisher(client, publish_rx));
+
+    // The control loop: a periodic pass notices silent nodes and places what became placeable.
+    let ticker_cluster = cluster.clone();
+    let mut ticker_shutdown = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = ticker_shutdown.wait_for(|s| *s) => break,
+            }
+            let mut c = ticker_cluster.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = c.tick() {
+                tracing::error!(error = %e, "control loop pass failed");
+            }
+        }
+    }));
+
+    let app = crate::api::routes::router(cluster.clone());
+    let mut api_shutdown = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = api_shutdown.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "API server failed");
+        }
+    }));
+    // The publisher ends when the cluster (the last sender) is dropped, after every other task stopped.
+    drop(cluster);
+    tasks.push(tokio::spawn(async move {
+        let _ = publisher.await;
+    }));
+    tracing::info!(api = %api_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), "controller started");
+    Ok(Running { api_addr, mqtt, shutdown, tasks })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_broker_urls() {
+        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1883").unwrap(), ("127.0.0.1".into(), 1883));
+        assert_eq!(parse_broker_url("broker.local:8883").unwrap(), ("broker.local".into(), 8883));
+        assert_eq!(parse_broker_url("mqtt://[::1]:1883").unwrap(), ("::1".into(), 1883));
+        for bad in ["mqtt://host", "mqtt://:1883", "mqtt://h:99999", "http://h:1/x"] {
+            assert!(parse_broker_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Command-line definitions (clap). Each subcommand's behaviour lives in `cmd/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "edgectl", version, about = "Deploy and watch WebAssembly workloads on a fleet of edge boards")]
+pub struct Cli {
+    /// The controller's API.
+    #[arg(long, global = true, env = "EDGE_SERVER", default_value = "http://127.0.0.1:7700")]
+    pub server: String,
+    /// Namespace of the workload.
+    #[arg(short = 'n', long, global = true, default_value = "default")]
+    pub namespace: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a local cluster in this process: a controller with its embedded broker, and N agents.
+    Dev(DevArgs),
+    /// Upload a module and create or update a workload running it.
+    Deploy(DeployArgs),
+    /// List nodes or workloads.
+    Get(GetArgs),
+    /// Print a workload's log lines.
+    Logs(LogsArgs),
+    /// Delete a workload (its instances are stopped).
+    Delete(DeleteArgs),
+}
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub api: SocketAddr,
+    /// Address of the embedded MQTT broker.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub mqtt: SocketAddr,
+    /// How many local agents to start (named dev-1 … dev-N).
+    #[arg(long, default_value_t = 2)]
+    pub agents: u32,
+    /// Where the controller and agents keep their state (default: a temporary directory removed on exit).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// Workload name (lowercase letters, digits and '-').
+    pub name: String,
+    /// Path of the WebAssembly module (a WASI preview 1 command).
+    pub module: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// CPU request, e.g. 250m or 0.5.
+    #[arg(long, default_value = "100m")]
+    pub cpu: String,
+    /// Memory request, also the instance's memory limit, e.g. 64Mi.
+    #[arg(long, default_value = "32Mi")]
+    pub memory: String,
+    /// Environment variable K=V (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Argument passed to the module (repeatable).
+    #[arg(long = "arg", value_name = "A", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Restart::Always)]
+    pub restart: Restart,
+    /// Return once every replica is Running (or Succeeded); fail with the reason after --timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Restart {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl Restart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Always => "always",
+            Restart::OnFailure => "on-failure",
+            Restart::Never => "never",
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    #[arg(value_enum)]
+    pub what: GetWhat,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Workloads of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum GetWhat {
+    #[value(alias = "node", alias = "no")]
+    Nodes,
+    #[value(alias = "workload", alias = "wl")]
+    Workloads,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    pub name: String,
+    /// Keep printing new lines as they arrive.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    pub name: String,
+}

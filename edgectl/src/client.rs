@@ -1,0 +1,103 @@
+//! A small typed client for the controller's HTTP/JSON API.
+
+use anyhow::{anyhow, Context, Result};
+use edge_controller::api::types::{
+    DeployRequest, ErrorBody, LogsResponse, ModuleView, NodeView, WorkloadView,
+};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// A refusal by the controller (4xx/5xx), with its message.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Client {
+    pub fn new(server: &str) -> Client {
+        Client { base: server.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path))
+    }
+
+    async fn send(&self, rb: RequestBuilder) -> Result<Response> {
+        let resp = rb.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!("cannot reach the controller at {} (is it running? `edgectl dev` starts one)", self.base)
+            } else {
+                anyhow!("request to the controller at {} failed: {e}", self.base)
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text).map(|b| b.error).unwrap_or(text);
+        Err(Refused { status, message }.into())
+    }
+
+    async fn json<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
+        self.send(rb).await?.json().await.context("the controller sent an unreadable reply")
+    }
+
+    pub async fn module(&self, sha: &str) -> Result<Option<ModuleView>> {
+        match self.json(self.request(Method::GET, &format!("/v1/modules/{sha}"))).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn upload_module(&self, bytes: Vec<u8>) -> Result<ModuleView> {
+        self.json(self.request(Method::POST, "/v1/modules").body(bytes)).await
+    }
+
+    pub async fn deploy(&self, ns: &str, name: &str, req: &DeployRequest) -> Result<WorkloadView> {
+        self.json(self.request(Method::PUT, &format!("/v1/namespaces/{ns}/workloads/{name}")).json(req)).await
+    }
+
+    pub async fn workload(&self, ns: &str, name: &str) -> Result<WorkloadView> {
+        self.json(self.request(Method::GET, &format!("/v1/namespaces/{ns}/workloads/{name}"))).await
+    }
+
+    pub async fn workloads(&self, ns: Option<&str>) -> Result<Vec<WorkloadView>> {
+        let mut rb = self.request(Method::GET, "/v1/workloads");
+        if let Some(ns) = ns {
+            rb = rb.query(&[("namespace", ns)]);
+        }
+        self.json(rb).await
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<NodeView>> {
+        self.json(self.request(Method::GET, "/v1/nodes")).await
+    }
+
+    pub async fn delete(&self, ns: &str, name: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/namespaces/{ns}/workloads/{name}"))).await?;
+        Ok(())
+    }
+
+    pub async fn logs(&self, ns: &str, name: &str, since: u64) -> Result<LogsResponse> {
+        let rb = self
+            .request(Method::GET, &format!("/v1/namespaces/{ns}/workloads/{name}/logs"))
+            .query(&[("since", since)]);
+        self.json(rb).await
+    }
+}

@@ -1,0 +1,67 @@
+//! `edgectl get nodes|workloads [-o table|json]`.
+
+use anyhow::Result;
+use edge_controller::api::types::{NodeView, WorkloadView};
+
+use crate::cli::{GetWhat, Output};
+use crate::client::Client;
+use crate::quantity::{format_cpu, format_memory};
+use crate::table::Table;
+
+pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, output: Output) -> Result<()> {
+    match what {
+        GetWhat::Nodes => {
+            let nodes = client.nodes().await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
+                Output::Table => print!("{}", nodes_table(&nodes)),
+            }
+        }
+        GetWhat::Workloads => {
+            let workloads = client.workloads(ns).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&workloads)?),
+                Output::Table => print!("{}", workloads_table(&workloads)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn nodes_table(nodes: &[NodeView]) -> String {
+    let mut t = Table::new(["NAME", "STATUS", "CPU (ALLOC/CAP)", "MEMORY (ALLOC/CAP)", "ARCH", "ENGINE", "INSTANCES"]);
+    for n in nodes {
+        t.row([
+            n.name.clone(),
+            n.status.clone(),
+            format!("{}/{}", format_cpu(n.allocated.cpu_millis), format_cpu(n.capacity.cpu_millis)),
+            format!("{}/{}", format_memory(n.allocated.memory_bytes), format_memory(n.capacity.memory_bytes)),
+            n.arch.clone(),
+            n.engine.clone(),
+            n.instances.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+fn workloads_table(workloads: &[WorkloadView]) -> String {
+    let mut t = Table::new(["NAMESPACE", "WORKLOAD", "INSTANCE", "NODE", "STATE", "RESTARTS", "STARTED", "REASON"]);
+    for w in workloads {
+        if w.instances.is_empty() {
+            t.row([w.namespace.clone(), w.name.clone(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "".into()]);
+        }
+        for i in &w.instances {
+            t.row([
+                w.namespace.clone(),
+                w.name.clone(),
+                i.id.clone(),
+                i.node.clone().unwrap_or_else(|| "-".into()),
+                i.state.clone(),
+                i.restarts.to_string(),
+                i.started_at.clone().unwrap_or_else(|| "-".into()),
+                i.reason.clone().unwrap_or_default(),
+            ]);
+        }
+    }
+    t.render()
+}

@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod delete;
+pub mod deploy;
+pub mod dev;
+pub mod get;
+pub mod logs;

@@ -1,0 +1,45 @@
+//! `edgectl`: the command-line client. Thin: parse, dispatch, print one `error: …` line on failure.
+
+mod cli;
+mod client;
+mod cmd;
+mod quantity;
+mod table;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let dev = matches!(cli.command, Command::Dev(_));
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // The dev cluster logs what it does; client commands stay quiet.
+                if dev { "info,rumqttd=warn" } else { "warn" }.parse().expect("static filter")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = client::Client::new(&cli.server);
+    let ns = cli.namespace.as_str();
+    match cli.command {
+        Command::Dev(args) => cmd::dev::run(args).await,
+        Command::Deploy(args) => cmd::deploy::run(&client, ns, args).await,
+        Command::Get(args) => {
+            let ns = if args.all_namespaces { None } else { Some(ns) };
+            cmd::get::run(&client, ns, args.what, args.output).await
+        }
+        Command::Logs(args) => cmd::logs::run(&client, ns, &args.name, args.follow).await,
+        Command::Delete(args) => cmd::delete::run(&client, ns, &args.name).await,
+    }
+}

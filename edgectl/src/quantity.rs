@@ -1,0 +1,100 @@
+//! Kubernetes quantity syntax: CPU as `250m` or `0.5` or `2`; memory as `64Mi`, `1G`, `512Ki`, `1048576`.
+
+/// Parses a CPU quantity into millicores.
+pub fn parse_cpu(s: &str) -> Result<u32, String> {
+    let bad = || format!("invalid CPU quantity {s:?} (examples: 250m, 0.5, 2)");
+    let s = s.trim();
+    let millis = if let Some(m) = s.strip_suffix('m') {
+        m.parse::<u64>().map_err(|_| bad())?
+    } else {
+        let v: f64 = s.parse().map_err(|_| bad())?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(bad());
+        }
+        (v * 1000.0).round() as u64
+    };
+    u32::try_from(millis).map_err(|_| bad())
+}
+
+/// Parses a memory quantity into bytes.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid memory quantity {s:?} (examples: 64Mi, 1Gi, 500M, 1048576)");
+    let s = s.trim();
+    const UNITS: [(&str, u64); 12] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("Pi", 1 << 50),
+        ("Ei", 1 << 60),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("P", 1_000_000_000_000_000),
+        ("E", 1_000_000_000_000_000_000),
+    ];
+    let (num, mult) = UNITS
+        .iter()
+        .find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult)))
+        .unwrap_or((s, 1));
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(mult).ok_or_else(bad);
+    }
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 || v * mult as f64 > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok((v * mult as f64).round() as u64)
+}
+
+/// Formats bytes the way `get nodes` prints them: `512Mi`, `3.8Gi`.
+pub fn format_memory(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    for (unit, size) in UNITS {
+        if bytes >= size {
+            let v = bytes as f64 / size as f64;
+            return if bytes % size == 0 { format!("{}{unit}", bytes / size) } else { format!("{v:.1}{unit}") };
+        }
+    }
+    bytes.to_string()
+}
+
+/// Formats millicores: `250m`, `2`.
+pub fn format_cpu(millis: u32) -> String {
+    if millis % 1000 == 0 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kubernetes_quantities() {
+        assert_eq!(parse_cpu("250m"), Ok(250));
+        assert_eq!(parse_cpu("0.5"), Ok(500));
+        assert_eq!(parse_cpu("2"), Ok(2000));
+        assert!(parse_cpu("lots").is_err());
+        assert!(parse_cpu("-1").is_err());
+        assert_eq!(parse_memory("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_memory("100Gi"), Ok(100 << 30));
+        assert_eq!(parse_memory("1.5Gi"), Ok(3 << 29));
+        assert_eq!(parse_memory("500M"), Ok(500_000_000));
+        assert_eq!(parse_memory("1048576"), Ok(1 << 20));
+        assert!(parse_memory("12XB").is_err());
+        assert!(parse_memory("99999999999Ei").is_err());
+    }
+
+    #[test]
+    fn formats_for_tables() {
+        assert_eq!(format_memory(64 << 20), "64Mi");
+        assert_eq!(format_memory(3 << 29), "1.5Gi");
+        assert_eq!(format_memory(100), "100");
+        assert_eq!(format_cpu(2000), "2");
+        assert_eq!(format_cpu(250), "250m");
+    }
+}

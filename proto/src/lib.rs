@@ -1,0 +1,36 @@
+//! The wire contract shared by the controller, the agents and the firmware.
+//!
+//! `no_std` + `alloc`, so a microcontroller speaks exactly the same bytes as a Raspberry Pi.
+//!
+//! Layout:
+//! - [`topic`]: the MQTT topic tree (`{prefix}/nodes/{node}/{channel}`), builders and a parser.
+//! - [`message`]: every message body (hello, heartbeat, spec, events, logs, module transfer, status).
+//! - [`envelope`]: the versioned envelope every payload travels in, with room for an authentication tag.
+//! - [`name`]: validation of the names that end up in topics and on disk (nodes, workloads, namespaces).
+//!
+//! **Wire invariant:** payloads are postcard-encoded [`envelope::Envelope`]s. Adding a variant at the end of an
+//! enum is compatible; reordering or removing fields is not and needs a new [`envelope::PROTOCOL_VERSION`].
+//! Golden byte vectors in the tests pin the format.
+#![no_std]
+
+extern crate alloc;
+
+pub mod envelope;
+pub mod message;
+pub mod name;
+pub mod topic;
+
+pub use envelope::{decode, encode, DecodeError, Envelope, PROTOCOL_VERSION};
+pub use message::{
+    EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, InstanceState, InstanceStatus, LogLine,
+    LogStream, Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Resources, RestartPolicy,
+    Sha256,
+};
+pub use name::{validate_name, NameError};
+pub use topic::{Channel, Topics};
+
+/// The largest payload either side publishes or accepts. Module chunks are the largest messages.
+pub const MAX_PAYLOAD: usize = 512 * 1024;
+
+/// Size of one module chunk on the wire; leaves room for the envelope inside [`MAX_PAYLOAD`].
+pub const MODULE_CHUNK: u32 = 256 * 1024;

@@ -1,0 +1,309 @@
+//! Message bodies. Every field is plain data; times are Unix milliseconds (`*_ms`), sizes are bytes.
+//!
+//! Direction of each message (N = node/agent, C = controller):
+//! `Hello`, `Heartbeat`, `Events`, `Logs`, `ModuleRequest`, `Status` go N → C; `Spec` and `ModuleReply` go C → N.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A module's content address: the sha256 of its bytes.
+pub type Sha256 = [u8; 32];
+
+/// Every message body, tagged by variant index on the wire (append new variants at the end only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    Hello(Hello),
+    Heartbeat(Heartbeat),
+    Spec(NodeSpec),
+    Events(Vec<Event>),
+    Logs(Vec<LogLine>),
+    ModuleRequest(ModuleRequest),
+    ModuleReply(ModuleReply),
+    Status(NodeStatus),
+}
+
+/// CPU in millicores and memory in bytes, as Kubernetes counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
+}
+
+impl Resources {
+    pub const ZERO: Resources = Resources { cpu_millis: 0, memory_bytes: 0 };
+
+    pub fn saturating_add(self, other: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_add(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_add(other.memory_bytes),
+        }
+    }
+
+    pub fn saturating_sub(self, other: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_sub(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_sub(other.memory_bytes),
+        }
+    }
+
+    /// True when `request` fits in `self` on both axes.
+    pub fn fits(self, request: Resources) -> bool {
+        request.cpu_millis <= self.cpu_millis && request.memory_bytes <= self.memory_bytes
+    }
+}
+
+/// What code a node can run: a Cranelift native target or Pulley, wasmtime's portable interpreter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EngineTarget {
+    X86_64,
+    Aarch64,
+    Pulley32,
+    Pulley64,
+}
+
+impl EngineTarget {
+    pub const ALL: [EngineTarget; 4] =
+        [EngineTarget::X86_64, EngineTarget::Aarch64, EngineTarget::Pulley32, EngineTarget::Pulley64];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineTarget::X86_64 => "x86_64",
+            EngineTarget::Aarch64 => "aarch64",
+            EngineTarget::Pulley32 => "pulley32",
+            EngineTarget::Pulley64 => "pulley64",
+        }
+    }
+}
+
+impl fmt::Display for EngineTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EngineTarget {
+    type Err = UnknownEngineTarget;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EngineTarget::ALL.into_iter().find(|t| t.as_str() == s).ok_or(UnknownEngineTarget)
+    }
+}
+
+/// The engine target named is not one of [`EngineTarget::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownEngineTarget;
+
+impl fmt::Display for UnknownEngineTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown engine target (expected x86_64, aarch64, pulley32 or pulley64)")
+    }
+}
+
+/// Sent by an agent on every (re)connect: who it is and what it can hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub agent_version: String,
+    pub board: String,
+    pub arch: String,
+    pub engine: EngineTarget,
+    pub capacity: Resources,
+    pub labels: Vec<(String, String)>,
+    /// The spec generation the agent has persisted and is running.
+    pub applied_generation: u64,
+}
+
+/// Periodic liveness plus the actual state of every instance on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub at_ms: u64,
+    pub applied_generation: u64,
+    pub instances: Vec<InstanceStatus>,
+    /// Events dropped from the agent's outbox because it was full, since the agent's store was created.
+    pub events_dropped: u64,
+}
+
+/// Lifecycle state of one instance, as `edgectl get workloads` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InstanceState {
+    Pending,
+    Starting,
+    Running,
+    Succeeded,
+    Failed,
+    CrashLoopBackOff,
+    Unknown,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "Pending",
+            InstanceState::Starting => "Starting",
+            InstanceState::Running => "Running",
+            InstanceState::Succeeded => "Succeeded",
+            InstanceState::Failed => "Failed",
+            InstanceState::CrashLoopBackOff => "CrashLoopBackOff",
+            InstanceState::Unknown => "Unknown",
+        }
+    }
+}
+
+/// The agent's view of one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub id: String,
+    pub state: InstanceState,
+    pub restarts: u32,
+    /// When the agent last started this instance (agent clock), if it has.
+    pub started_at_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+}
+
+/// The whole desired state of one node. Agents apply only a newer `generation` than the one they persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    pub generation: u64,
+    pub instances: Vec<InstanceSpec>,
+}
+
+/// One instance to run. Its `id` is unique per template: any change of module, args, env or limits comes
+/// with a new id, so an agent never has to compare templates to know whether to restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    pub id: String,
+    pub namespace: String,
+    pub workload: String,
+    pub module: Sha256,
+    pub module_size: u64,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cpu_millis: u32,
+    /// Cap on the guest's linear memories, in bytes.
+    pub memory_limit_bytes: u64,
+    pub restart: RestartPolicy,
+}
+
+/// When an exited instance is started again (always with exponential back-off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Never => "never",
+        }
+    }
+
+    /// Whether an instance that ended with `exit_code` (None: trapped or failed to start) runs again.
+    pub fn restarts_after(self, exit_code: Option<i32>) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != Some(0),
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+impl FromStr for RestartPolicy {
+    type Err = UnknownRestartPolicy;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" | "Always" => Ok(RestartPolicy::Always),
+            "on-failure" | "OnFailure" => Ok(RestartPolicy::OnFailure),
+            "never" | "Never" => Ok(RestartPolicy::Never),
+            _ => Err(UnknownRestartPolicy),
+        }
+    }
+}
+
+/// The restart policy named is not `always`, `on-failure` or `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownRestartPolicy;
+
+impl fmt::Display for UnknownRestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown restart policy (expected always, on-failure or never)")
+    }
+}
+
+/// A lifecycle event. `seq` is per node and strictly increasing; the controller de-duplicates by (node, seq).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub instance: String,
+    pub restarts: u32,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// The agent is fetching the module or instantiating it.
+    Starting,
+    /// The guest's entry point is running.
+    Started { started_at_ms: u64 },
+    /// The guest returned or called `proc_exit`.
+    Exited { code: i32 },
+    /// The guest trapped (or hit a limit); the reason says which.
+    Trapped { reason: String },
+    /// The instance could not be started at all (module missing or invalid).
+    Failed { reason: String },
+    /// Waiting before the next restart.
+    BackOff { delay_ms: u64 },
+    /// Stopped because the spec no longer holds it.
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line a guest wrote (without its newline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub instance: String,
+    pub stream: LogStream,
+    pub at_ms: u64,
+    pub line: String,
+}
+
+/// An agent asks for `[offset, offset + max_len)` of a module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRequest {
+    pub module: Sha256,
+    pub offset: u64,
+    pub max_len: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModuleReply {
+    Chunk(ModuleChunk),
+    NotFound { module: Sha256 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleChunk {
+    pub module: Sha256,
+    pub offset: u64,
+    pub total: u64,
+    pub data: Vec<u8>,
+}
+
+/// Retained on `{p}/nodes/{node}/status`; the agent's Last Will publishes `online: false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub online: bool,
+}

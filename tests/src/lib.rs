@@ -1,0 +1,252 @@
+//! Harness for end-to-end tests: real controllers, agents and brokers, in this process or as child processes.
+//!
+//! - [`free_port`]: a loopback port nobody listens on (for brokers, which cannot report a port-0 bind).
+//! - [`Mosquitto`]: a real Mosquitto child process, killed on drop.
+//! - [`Fleet`]: a controller plus named agents, all in-process, each agent stoppable on its own.
+//! - [`Api`]: a small JSON client for the controller's HTTP API.
+//! - [`eventually`]: polls a condition until it holds or a deadline passes, then fails loudly.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use edge_controller::{BrokerMode, ControllerConfig, Running};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The repository's `examples/` directory.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+pub fn example(name: &str) -> Vec<u8> {
+    let path = examples().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A free loopback port. The kernel picks it (bind to port 0); it is released for the broker to take.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Mosquitto broker on a free loopback port, as a child process.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
+            .expect("write mosquitto.conf");
+        let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start mosquitto ({bin}): {e}; install it with apt-get install mosquitto"));
+        let m = Mosquitto { child, port, _dir: dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "mosquitto did not listen on {port} within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A controller and its agents, in this process.
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub controller: Option<Running>,
+    pub api: Api,
+    pub broker: BrokerMode,
+    agents: Vec<(String, watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Fleet {
+    /// A controller with its own embedded broker on a free port, and no agents yet.
+    pub async fn embedded() -> Fleet {
+        let port = free_port();
+        Fleet::with_broker(BrokerMode::Embedded(SocketAddr::from(([127, 0, 0, 1], port)))).await
+    }
+
+    pub async fn with_broker(broker: BrokerMode) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let controller = start_controller(dir.path(), broker.clone()).await;
+        let api = Api::new(controller.api_addr);
+        Fleet { dir, controller: Some(controller), api, broker, agents: Vec::new() }
+    }
+
+    /// The broker agents and restarted controllers use (an embedded broker outlives its controller).
+    pub fn broker_addr(&self) -> (String, u16) {
+        match &self.broker {
+            BrokerMode::Embedded(a) => (a.ip().to_string(), a.port()),
+            BrokerMode::External { host, port } => (host.clone(), *port),
+        }
+    }
+
+    pub fn start_agent(&mut self, name: &str) {
+        let (host, port) = self.broker_addr();
+        let mut cfg = edge_agent::AgentConfig::new(name, host, port, self.dir.path().join("agents").join(name));
+        cfg.heartbeat = Duration::from_millis(500);
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            if let Err(e) = edge_agent::run(cfg, rx).await {
+                panic!("agent failed: {e}");
+            }
+        });
+        self.agents.push((name.to_string(), tx, task));
+    }
+
+    /// Stops the controller and starts a new one on the same store. Its broker keeps running.
+    pub async fn restart_controller(&mut self) {
+        if let Some(c) = self.controller.take() {
+            c.shutdown().await;
+        }
+        let (host, port) = self.broker_addr();
+        let c = start_controller(self.dir.path(), BrokerMode::External { host, port }).await;
+        self.api = Api::new(c.api_addr);
+        self.controller = Some(c);
+    }
+
+    pub async fn wait_ready_nodes(&self, n: usize) {
+        let api = self.api.clone();
+        eventually(Duration::from_secs(30), &format!("{n} Ready nodes"), || {
+            let api = api.clone();
+            async move {
+                let nodes = api.get("/v1/nodes").await;
+                let ready = nodes.as_array()?.iter().filter(|x| x["status"] == "Ready").count();
+                (ready >= n).then_some(())
+            }
+        })
+        .await
+    }
+
+    pub async fn stop(mut self) {
+        for (_, tx, task) in self.agents.drain(..) {
+            let _ = tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        if let Some(c) = self.controller.take() {
+            c.shutdown().await;
+        }
+    }
+}
+
+async fn start_controller(dir: &Path, broker: BrokerMode) -> Running {
+    let mut cfg = ControllerConfig::new(dir.join("controller"), SocketAddr::from(([127, 0, 0, 1], 0)), broker);
+    cfg.node_timeout = Duration::from_secs(3);
+    edge_controller::start(cfg).await.expect("controller starts")
+}
+
+/// JSON over HTTP to a controller.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Api {
+        Api { base: format!("http://{addr}"), http: reqwest::Client::new() }
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let resp = self.http.get(format!("{}{path}", self.base)).send().await.expect("GET");
+        resp.json().await.expect("JSON body")
+    }
+
+    /// Sends `body` and returns the status and the JSON reply.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<reqwest::Body>, json: Option<Value>) -> (u16, Value) {
+        let mut rb = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            rb = rb.body(b);
+        }
+        if let Some(j) = json {
+            rb = rb.json(&j);
+        }
+        let resp = rb.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Uploads a module; returns its sha256.
+    pub async fn upload(&self, bytes: Vec<u8>) -> String {
+        let (status, v) = self.send(reqwest::Method::POST, "/v1/modules", Some(bytes.into()), None).await;
+        assert!(status == 200 || status == 201, "upload refused: {status} {v}");
+        v["sha256"].as_str().expect("sha256").to_string()
+    }
+
+    pub async fn deploy(&self, name: &str, module: &str, replicas: u32) -> Value {
+        let body = serde_json::json!({
+            "module": module, "replicas": replicas, "cpu_millis": 100, "memory_bytes": 32u64 << 20,
+        });
+        let (status, v) =
+            self.send(reqwest::Method::PUT, &format!("/v1/namespaces/default/workloads/{name}"), None, Some(body)).await;
+        assert_eq!(status, 200, "deploy refused: {v}");
+        v
+    }
+
+    pub async fn workload(&self, name: &str) -> Value {
+        self.get(&format!("/v1/namespaces/default/workloads/{name}")).await
+    }
+
+    pub async fn logs(&self, name: &str) -> Vec<Value> {
+        let v = self.get(&format!("/v1/namespaces/default/workloads/{name}/logs?since=0")).await;
+        v["lines"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `name` has `n` Running instances and returns them.
+    pub async fn wait_running(&self, name: &str, n: usize) -> Vec<Value> {
+        let api = self.clone();
+        eventually(Duration::from_secs(60), &format!("{n} Running instances of {name}"), || {
+            let api = api.clone();
+            async move {
+                let w = api.workload(name).await;
+                let running: Vec<Value> =
+                    w["instances"].as_array()?.iter().filter(|i| i["state"] == "Running").cloned().collect();
+                (running.len() == n).then_some(running)
+            }
+        })
+        .await
+    }
+}

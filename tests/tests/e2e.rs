@@ -1,0 +1,129 @@
+//! End-to-end tests: a real controller (redb store, embedded rumqttd or a real Mosquitto), real agents running
+//! real wasmtime, talking over real MQTT on loopback. Every wait is bounded and fails loudly.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use edge_controller::BrokerMode;
+use edge_tests::{eventually, example, Fleet, Mosquitto};
+use reqwest::Method;
+use serde_json::Value;
+
+fn nodes_of(instances: &[Value]) -> HashSet<String> {
+    instances.iter().map(|i| i["node"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+/// Deploys ticker x2, checks placement on two nodes and logs from both, then deletes and checks both stop.
+async fn deploy_logs_delete(fleet: &mut Fleet) {
+    fleet.start_agent("node-a");
+    fleet.start_agent("node-b");
+    fleet.wait_ready_nodes(2).await;
+    let api = fleet.api.clone();
+    let sha = api.upload(example("ticker.wasm")).await;
+    api.deploy("tick", &sha, 2).await;
+    let running = api.wait_running("tick", 2).await;
+    assert_eq!(nodes_of(&running), HashSet::from(["node-a".to_string(), "node-b".to_string()]));
+    let ids: HashSet<String> = running.iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    eventually(Duration::from_secs(20), "log lines from both instances", || {
+        let (api, ids) = (api.clone(), ids.clone());
+        async move {
+            let lines = api.logs("tick").await;
+            let from: HashSet<String> = lines.iter().map(|l| l["instance"].as_str().unwrap().to_string()).collect();
+            assert!(lines.iter().all(|l| l["line"].as_str().unwrap().starts_with("tick ")), "{lines:?}");
+            (from == ids).then_some(())
+        }
+    })
+    .await;
+
+    let (status, _) = api.send(Method::DELETE, "/v1/namespaces/default/workloads/tick", None, None).await;
+    assert_eq!(status, 204);
+    // The agents report the instances gone: nodes count zero instances again.
+    eventually(Duration::from_secs(20), "both agents to report their instance stopped", || {
+        let api = api.clone();
+        async move {
+            let nodes = api.get("/v1/nodes").await;
+            nodes.as_array()?.iter().all(|n| n["instances"] == 0).then_some(())
+        }
+    })
+    .await;
+    let (status, v) = api.send(Method::GET, "/v1/namespaces/default/workloads/tick", None, None).await;
+    assert_eq!(status, 404, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_over_the_embedded_broker() {
+    let mut fleet = Fleet::embedded().await;
+    deploy_logs_delete(&mut fleet).await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_over_mosquitto() {
+    let mosquitto = Mosquitto::start();
+    let mut fleet = Fleet::with_broker(BrokerMode::External { host: "127.0.0.1".into(), port: mosquitto.port }).await;
+    deploy_logs_delete(&mut fleet).await;
+    fleet.stop().await;
+    drop(mosquitto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_modules_are_refused_and_nothing_is_stored() {
+    let fleet = Fleet::embedded().await;
+    let api = fleet.api.clone();
+    let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let ticker = example("ticker.wasm");
+    let truncated = ticker[..ticker.len() / 2].to_vec();
+    for (what, bytes) in [("random bytes", random), ("a truncated module", truncated), ("an empty body", vec![])] {
+        let (status, v) = api.send(Method::POST, "/v1/modules", Some(bytes.into()), None).await;
+        assert_eq!(status, 400, "{what}: {v}");
+        let msg = v["error"].as_str().unwrap_or_default();
+        assert!(msg.contains("WebAssembly") || msg.contains("empty"), "{what}: unclear message {msg:?}");
+    }
+    assert_eq!(api.get("/v1/modules").await, Value::Array(vec![]));
+    // A deploy naming a module that was never stored is refused too, and leaves no workload behind.
+    let body = serde_json::json!({"module": "00".repeat(32), "replicas": 1, "cpu_millis": 100, "memory_bytes": 1 << 20});
+    let (status, v) = api.send(Method::PUT, "/v1/namespaces/default/workloads/bad", None, Some(body)).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = api.send(Method::PUT, "/v1/namespaces/default/workloads/bad", None, Some(Value::Null)).await;
+    assert_eq!(status, 400);
+    assert_eq!(api.get("/v1/workloads").await, Value::Array(vec![]));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarting_the_controller_keeps_state_and_restarts_nothing() {
+    // The broker runs on its own (as an external broker would), so the controller can stop and come back.
+    let port = edge_tests::free_port();
+    edge_controller::broker::start_embedded(([127, 0, 0, 1], port).into()).expect("broker");
+    let mut fleet = Fleet::with_broker(BrokerMode::External { host: "127.0.0.1".into(), port }).await;
+    fleet.start_agent("node-a");
+    fleet.start_agent("node-b");
+    fleet.wait_ready_nodes(2).await;
+    let sha = fleet.api.upload(example("ticker.wasm")).await;
+    fleet.api.deploy("tick", &sha, 2).await;
+    let before = fleet.api.wait_running("tick", 2).await;
+    assert!(before.iter().all(|i| i["started_at"].is_string()), "{before:?}");
+
+    fleet.restart_controller().await;
+    fleet.wait_ready_nodes(2).await;
+    let nodes = fleet.api.get("/v1/nodes").await;
+    assert_eq!(nodes.as_array().unwrap().len(), 2, "nodes survive the restart: {nodes}");
+    let after = fleet.api.wait_running("tick", 2).await;
+    let key = |v: &[Value]| {
+        let mut k: Vec<(String, String, u64, String)> = v
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().to_string(),
+                    i["node"].as_str().unwrap().to_string(),
+                    i["restarts"].as_u64().unwrap(),
+                    i["started_at"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(key(&before), key(&after), "instances were restarted or moved by a controller restart");
+    fleet.stop().await;
+}

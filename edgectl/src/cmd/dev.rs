@@ -41,7 +41,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     println!("MQTT: {}:{}", controller.mqtt.0, controller.mqtt.1);
     println!("try:  edgectl --server http://{} deploy tick examples/ticker.wasm --replicas 2 --wait", controller.api_addr);
     println!("Ctrl-C stops everything.");
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    wait_for_signal().await?;
     println!("stopping…");
     let _ = stop_agents.send(true);
     for a in agents {
@@ -49,4 +49,14 @@ pub async fn run(args: DevArgs) -> Result<()> {
     }
     controller.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (how process supervisors and scripts stop us).
+async fn wait_for_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install a SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C"),
+        _ = term.recv() => Ok(()),
+    }
 }

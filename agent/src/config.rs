@@ -1,0 +1,132 @@
+//! Agent configuration and what the agent announces about its node (capacity, engine target, labels).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use edge_proto::{EngineTarget, Resources};
+
+use crate::error::AgentError;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node's name (a DNS label); also its MQTT client id.
+    pub node: String,
+    pub broker_host: String,
+    pub broker_port: u16,
+    /// Where the agent keeps its store (`agent.redb`).
+    pub data_dir: PathBuf,
+    /// A board profile name from `edge-boards` (e.g. `rpi-4`).
+    pub board: Option<String>,
+    /// Overrides the CPU capacity (else the board profile, else what the system reports).
+    pub cpu_millis: Option<u32>,
+    /// Overrides the memory capacity (else the board profile, else what the system reports).
+    pub memory_bytes: Option<u64>,
+    pub labels: Vec<(String, String)>,
+    pub heartbeat: Duration,
+    pub prefix: String,
+}
+
+impl AgentConfig {
+    pub fn new(node: impl Into<String>, broker_host: impl Into<String>, broker_port: u16, data_dir: PathBuf) -> Self {
+        AgentConfig {
+            node: node.into(),
+            broker_host: broker_host.into(),
+            broker_port,
+            data_dir,
+            board: None,
+            cpu_millis: None,
+            memory_bytes: None,
+            labels: Vec::new(),
+            heartbeat: Duration::from_secs(2),
+            prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
+        }
+    }
+}
+
+/// What the agent tells the controller about its node.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub board: String,
+    pub arch: String,
+    pub engine: EngineTarget,
+    pub capacity: Resources,
+    pub labels: Vec<(String, String)>,
+}
+
+impl NodeIdentity {
+    pub fn resolve(config: &AgentConfig) -> Result<NodeIdentity, AgentError> {
+        edge_proto::validate_name(&config.node)
+            .map_err(|e| AgentError::Config(format!("node name {:?}: {e}", config.node)))?;
+        let board = match &config.board {
+            Some(name) => Some(edge_boards::find(name).ok_or_else(|| {
+                AgentError::Config(format!("unknown board {name:?} (known: {})", edge_boards::names().join(", ")))
+            })?),
+            None => None,
+        };
+        let capacity = Resources {
+            cpu_millis: config
+                .cpu_millis
+                .or(board.map(|b| b.cpu_millis))
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1000, |n| n.get() as u32 * 1000)),
+            memory_bytes: config.memory_bytes.or(board.map(|b| b.memory_bytes)).unwrap_or_else(system_memory),
+        };
+        let mut labels = config.labels.clone();
+        if let Some(b) = board {
+            if !labels.iter().any(|(k, _)| k == "board") {
+                labels.push(("board".into(), b.name.into()));
+            }
+        }
+        Ok(NodeIdentity {
+            board: board.map_or_else(|| "generic".to_string(), |b| b.name.to_string()),
+            arch: std::env::consts::ARCH.to_string(),
+            engine: native_engine(),
+            capacity,
+            labels,
+        })
+    }
+}
+
+/// The engine target this build runs natively: Cranelift where it has a backend, else Pulley.
+pub fn native_engine() -> EngineTarget {
+    match std::env::consts::ARCH {
+        "x86_64" => EngineTarget::X86_64,
+        "aarch64" => EngineTarget::Aarch64,
+        _ if cfg!(target_pointer_width = "32") => EngineTarget::Pulley32,
+        _ => EngineTarget::Pulley64,
+    }
+}
+
+/// Total memory from /proc/meminfo, or 1 GiB when it cannot be read.
+fn system_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(1 << 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_board_which_overrides_the_system() {
+        let mut c = AgentConfig::new("n1", "h", 1, PathBuf::from("/tmp"));
+        let sys = NodeIdentity::resolve(&c).unwrap();
+        assert!(sys.capacity.cpu_millis >= 1000 && sys.capacity.memory_bytes > 0);
+        c.board = Some("rpi-4".into());
+        let pi = NodeIdentity::resolve(&c).unwrap();
+        assert_eq!(pi.capacity.cpu_millis, 4000);
+        assert_eq!(pi.labels, [("board".to_string(), "rpi-4".to_string())]);
+        c.cpu_millis = Some(1500);
+        assert_eq!(NodeIdentity::resolve(&c).unwrap().capacity.cpu_millis, 1500);
+        c.board = Some("rpi-99".into());
+        assert!(NodeIdentity::resolve(&c).unwrap_err().to_string().contains("rpi-4"));
+        c.board = None;
+        c.node = "Bad Name".into();
+        assert!(NodeIdentity::resolve(&c).is_err());
+    }
+}

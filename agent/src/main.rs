@@ -1,0 +1,103 @@
+//! `edge-agent`: runs one node agent until Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::Parser;
+use edge_agent::AgentConfig;
+
+#[derive(Parser)]
+#[command(version, about = "The edge orchestrator's node agent: runs WebAssembly workloads on this board")]
+struct Args {
+    /// This node's name (lowercase letters, digits and '-').
+    #[arg(long)]
+    node: String,
+    /// The MQTT broker, mqtt://HOST:PORT.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    broker: String,
+    /// Directory of the agent's store (created if missing).
+    #[arg(long, default_value = "edge-agent-data")]
+    data: PathBuf,
+    /// Board profile (rpi-5, rpi-4, rpi-3, rpi-zero-2w, …).
+    #[arg(long)]
+    board: Option<String>,
+    /// CPU capacity in millicores (overrides the board and the system).
+    #[arg(long)]
+    cpu: Option<u32>,
+    /// Memory capacity in bytes (overrides the board and the system).
+    #[arg(long)]
+    memory: Option<u64>,
+    /// A node label k=v (repeatable).
+    #[arg(long = "label", value_name = "K=V")]
+    labels: Vec<String>,
+    /// Heartbeat interval in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    heartbeat: f64,
+    /// MQTT topic prefix.
+    #[arg(long, default_value = "edge/v1")]
+    prefix: String,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".parse().expect("static filter")),
+        )
+        .init();
+    let args = Args::parse();
+    let (host, port) = parse_broker(&args.broker)?;
+    let mut config = AgentConfig::new(args.node, host, port, args.data);
+    config.board = args.board;
+    config.cpu_millis = args.cpu;
+    config.memory_bytes = args.memory;
+    config.prefix = args.prefix;
+    if !(args.heartbeat > 0.0 && args.heartbeat <= 3600.0) {
+        return Err(anyhow!("--heartbeat must be between 0 and 3600 seconds"));
+    }
+    config.heartbeat = Duration::from_secs_f64(args.heartbeat);
+    for kv in &args.labels {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--label {kv:?}: expected K=V"))?;
+        config.labels.push((k.to_string(), v.to_string()));
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = tx.send(true);
+    });
+    edge_agent::run(config, rx).await.context("agent failed")
+}
+
+fn parse_broker(url: &str) -> anyhow::Result<(String, u16)> {
+    let bad = || anyhow!("invalid --broker {url:?}: expected mqtt://HOST:PORT");
+    let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")).unwrap_or(url);
+    let (host, port) = rest.trim_end_matches('/').rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains('/') {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port.parse().map_err(|_| bad())?))
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

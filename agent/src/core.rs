@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_proto::{
-    Channel, Event, EventKind, Heartbeat, Hello, InstanceSpec, LogLine, Message, ModuleReply, ModuleRequest,
-    NodeSpec, Sha256, Topics,
+    Channel, Event, EventKind, Heartbeat, Hello, InstanceSpec, LogLine, Message, ModuleReply, ModuleRequest, NodeSpec,
+    Sha256, Topics,
 };
 use rumqttc::{AsyncClient, QoS};
 use sha2::Digest;

@@ -91,12 +91,7 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
 }
 
 /// Publishes guest log lines as soon as they exist, batching whatever is already queued.
-async fn forward_logs(
-    mut rx: mpsc::Receiver<LogLine>,
-    client: AsyncClient,
-    topic: String,
-    connected: Arc<AtomicBool>,
-) {
+async fn forward_logs(mut rx: mpsc::Receiver<LogLine>, client: AsyncClient, topic: String, connected: Arc<AtomicBool>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut bytes = batch[0].line.len();

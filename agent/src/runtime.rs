@@ -106,12 +106,8 @@ impl Runtime {
         let stderr = LogSink::new(&spec.id, LogStream::Stderr, logs, dropped_lines);
         let mut argv = vec![spec.workload.clone()];
         argv.extend(spec.args.iter().cloned());
-        let wasi = WasiCtxBuilder::new()
-            .args(&argv)
-            .envs(&spec.env)
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build_p1();
+        let wasi =
+            WasiCtxBuilder::new().args(&argv).envs(&spec.env).stdout(stdout.clone()).stderr(stderr.clone()).build_p1();
         let memory = usize::try_from(spec.memory_limit_bytes).unwrap_or(usize::MAX);
         let limits = StoreLimitsBuilder::new().memory_size(memory).table_elements(1_000_000).instances(1).build();
         let mut store = Store::new(&self.engine, Ctx { wasi, limits });
@@ -212,7 +208,8 @@ mod tests {
         .unwrap();
         assert_eq!(run(&rt, exit3, 1 << 20).await.0, Exit::Code(3));
         let rt = Runtime::new().unwrap();
-        let trap = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#).unwrap();
+        let trap =
+            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#).unwrap();
         match run(&rt, trap, 1 << 20).await.0 {
             Exit::Trap(reason) => assert!(reason.contains("unreachable"), "{reason}"),
             other => panic!("expected a trap, got {other:?}"),

@@ -33,13 +33,7 @@ pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
         external_auth: None,
         dynamic_filters: true,
     };
-    let server = ServerSettings {
-        name: "edge-v4".into(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 0,
-        connections,
-    };
+    let server = ServerSettings { name: "edge-v4".into(), listen, tls: None, next_connection_delay_ms: 0, connections };
     let config = Config {
         id: 0,
         router: RouterConfig {

@@ -20,9 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::error::ApiError;
-use crate::api::types::{
-    DeployRequest, InstanceView, LogsResponse, ModuleView, NodeView, ResourcesView, WorkloadView,
-};
+use crate::api::types::{DeployRequest, InstanceView, LogsResponse, ModuleView, NodeView, ResourcesView, WorkloadView};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::logbook::LogBook;
 use crate::model::{workload_key, ModuleRecord, NodeRecord, WorkloadRecord, WorkloadSpec};
@@ -275,9 +273,9 @@ impl Cluster {
     // ---- nodes ---------------------------------------------------------------------------------------------
 
     fn is_ready(&self, node: &str) -> bool {
-        self.live.get(node).is_some_and(|l| {
-            l.online && l.last_heartbeat.is_some_and(|t| t.elapsed() < self.node_timeout)
-        })
+        self.live
+            .get(node)
+            .is_some_and(|l| l.online && l.last_heartbeat.is_some_and(|t| t.elapsed() < self.node_timeout))
     }
 
     fn allocated(&self) -> HashMap<&str, edge_proto::Resources> {
@@ -303,7 +301,10 @@ impl Cluster {
                 NodeView {
                     name: n.name.clone(),
                     status: if self.is_ready(&n.name) { "Ready" } else { "NotReady" }.into(),
-                    capacity: ResourcesView { cpu_millis: n.capacity.cpu_millis, memory_bytes: n.capacity.memory_bytes },
+                    capacity: ResourcesView {
+                        cpu_millis: n.capacity.cpu_millis,
+                        memory_bytes: n.capacity.memory_bytes,
+                    },
                     allocated: ResourcesView { cpu_millis: alloc.cpu_millis, memory_bytes: alloc.memory_bytes },
                     labels: n.labels.clone(),
                     board: n.board.clone(),
@@ -405,11 +406,8 @@ impl Cluster {
     }
 
     fn rebuild_index(&mut self) {
-        self.instance_index = self
-            .workloads
-            .values()
-            .flat_map(|w| w.instances.iter().map(move |i| (i.id.clone(), w.key())))
-            .collect();
+        self.instance_index =
+            self.workloads.values().flat_map(|w| w.instances.iter().map(move |i| (i.id.clone(), w.key()))).collect();
     }
 
     /// Periodic work: notices nodes whose heartbeats stopped, and places what became placeable.

@@ -40,8 +40,10 @@ impl NodeSlot {
 
     /// Fraction of the node in use after adding `request`, the larger of CPU and memory, in parts per million.
     fn load_after(&self, request: Resources) -> u64 {
-        let cpu = ratio(self.allocated.cpu_millis as u64 + request.cpu_millis as u64, self.allocatable.cpu_millis as u64);
-        let mem = ratio(self.allocated.memory_bytes.saturating_add(request.memory_bytes), self.allocatable.memory_bytes);
+        let cpu =
+            ratio(self.allocated.cpu_millis as u64 + request.cpu_millis as u64, self.allocatable.cpu_millis as u64);
+        let mem =
+            ratio(self.allocated.memory_bytes.saturating_add(request.memory_bytes), self.allocatable.memory_bytes);
         cpu.max(mem)
     }
 

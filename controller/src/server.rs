@@ -105,7 +105,8 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
         .map_err(|source| ControllerError::ApiBind { addr: config.api_listen, source })?;
-    let api_addr = listener.local_addr().map_err(|source| ControllerError::ApiBind { addr: config.api_listen, source })?;
+    let api_addr =
+        listener.local_addr().map_err(|source| ControllerError::ApiBind { addr: config.api_listen, source })?;
 
     let topics = Topics::new(&config.prefix);
     let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -1,9 +1,7 @@
 //! A small typed client for the controller's HTTP/JSON API.
 
 use anyhow::{anyhow, Context, Result};
-use edge_controller::api::types::{
-    DeployRequest, ErrorBody, LogsResponse, ModuleView, NodeView, WorkloadView,
-};
+use edge_controller::api::types::{DeployRequest, ErrorBody, LogsResponse, ModuleView, NodeView, WorkloadView};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -95,9 +93,8 @@ impl Client {
     }
 
     pub async fn logs(&self, ns: &str, name: &str, since: u64) -> Result<LogsResponse> {
-        let rb = self
-            .request(Method::GET, &format!("/v1/namespaces/{ns}/workloads/{name}/logs"))
-            .query(&[("since", since)]);
+        let rb =
+            self.request(Method::GET, &format!("/v1/namespaces/{ns}/workloads/{name}/logs")).query(&[("since", since)]);
         self.json(rb).await
     }
 }

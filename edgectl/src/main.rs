@@ -15,12 +15,10 @@ async fn main() {
     let cli = Cli::parse();
     let dev = matches!(cli.command, Command::Dev(_));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                // The dev cluster logs what it does; client commands stay quiet.
-                if dev { "info,rumqttd=warn" } else { "warn" }.parse().expect("static filter")
-            }),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            // The dev cluster logs what it does; client commands stay quiet.
+            if dev { "info,rumqttd=warn" } else { "warn" }.parse().expect("static filter")
+        }))
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(cli).await {

@@ -34,10 +34,8 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         ("P", 1_000_000_000_000_000),
         ("E", 1_000_000_000_000_000_000),
     ];
-    let (num, mult) = UNITS
-        .iter()
-        .find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult)))
-        .unwrap_or((s, 1));
+    let (num, mult) =
+        UNITS.iter().find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult))).unwrap_or((s, 1));
     if let Ok(n) = num.parse::<u64>() {
         return n.checked_mul(mult).ok_or_else(bad);
     }

@@ -15,8 +15,9 @@ impl Table {
 
     pub fn render(&self) -> String {
         let cols = self.rows[0].len();
-        let widths: Vec<usize> =
-            (0..cols).map(|c| self.rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..cols)
+            .map(|c| self.rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0))
+            .collect();
         let mut out = String::new();
         for r in &self.rows {
             let mut line = String::new();

@@ -57,8 +57,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
         auth: Option<&'a [u8]>,
     }
     // Serialising owned data to a Vec cannot fail: every type here is plain data with serde derives.
-    postcard::to_allocvec(&Borrowed { version: PROTOCOL_VERSION, message, auth: None })
-        .unwrap_or_default()
+    postcard::to_allocvec(&Borrowed { version: PROTOCOL_VERSION, message, auth: None }).unwrap_or_default()
 }
 
 /// Decodes a payload, refusing oversize payloads, other protocol versions and malformed bytes.

@@ -22,9 +22,8 @@ pub mod topic;
 
 pub use envelope::{decode, encode, DecodeError, Envelope, PROTOCOL_VERSION};
 pub use message::{
-    EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, InstanceState, InstanceStatus, LogLine,
-    LogStream, Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Resources, RestartPolicy,
-    Sha256,
+    EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, InstanceState, InstanceStatus, LogLine, LogStream,
+    Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Resources, RestartPolicy, Sha256,
 };
 pub use name::{validate_name, NameError};
 pub use topic::{Channel, Topics};

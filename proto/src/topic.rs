@@ -56,14 +56,8 @@ impl Channel {
     }
 
     /// Channels the agent publishes on (and the controller subscribes to).
-    pub const UPLINK: [Channel; 6] = [
-        Channel::Status,
-        Channel::Hello,
-        Channel::Heartbeat,
-        Channel::Events,
-        Channel::Logs,
-        Channel::ModuleRequest,
-    ];
+    pub const UPLINK: [Channel; 6] =
+        [Channel::Status, Channel::Hello, Channel::Heartbeat, Channel::Events, Channel::Logs, Channel::ModuleRequest];
 }
 
 /// Topic builder and parser for one prefix.
@@ -128,7 +122,13 @@ mod tests {
     #[test]
     fn ignores_foreign_topics() {
         let t = Topics::default();
-        for bad in ["other/nodes/a/hello", "edge/v1/nodes//hello", "edge/v1/nodes/a/nope", "edge/v1/nodes/a", "edge/v1x/nodes/a/hello"] {
+        for bad in [
+            "other/nodes/a/hello",
+            "edge/v1/nodes//hello",
+            "edge/v1/nodes/a/nope",
+            "edge/v1/nodes/a",
+            "edge/v1x/nodes/a/hello",
+        ] {
             assert_eq!(t.parse(bad), None, "{bad}");
         }
     }

@@ -68,13 +68,10 @@ impl Mosquitto {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .unwrap_or("mosquitto");
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start mosquitto ({bin}): {e}; install it with apt-get install mosquitto"));
+        let child =
+            Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(
+                |e| panic!("cannot start mosquitto ({bin}): {e}; install it with apt-get install mosquitto"),
+            );
         let m = Mosquitto { child, port, _dir: dir };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -195,7 +192,13 @@ impl Api {
     }
 
     /// Sends `body` and returns the status and the JSON reply.
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<reqwest::Body>, json: Option<Value>) -> (u16, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        json: Option<Value>,
+    ) -> (u16, Value) {
         let mut rb = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             rb = rb.body(b);
@@ -220,8 +223,9 @@ impl Api {
         let body = serde_json::json!({
             "module": module, "replicas": replicas, "cpu_millis": 100, "memory_bytes": 32u64 << 20,
         });
-        let (status, v) =
-            self.send(reqwest::Method::PUT, &format!("/v1/namespaces/default/workloads/{name}"), None, Some(body)).await;
+        let (status, v) = self
+            .send(reqwest::Method::PUT, &format!("/v1/namespaces/default/workloads/{name}"), None, Some(body))
+            .await;
         assert_eq!(status, 200, "deploy refused: {v}");
         v
     }

@@ -81,7 +81,8 @@ async fn invalid_modules_are_refused_and_nothing_is_stored() {
     }
     assert_eq!(api.get("/v1/modules").await, Value::Array(vec![]));
     // A deploy naming a module that was never stored is refused too, and leaves no workload behind.
-    let body = serde_json::json!({"module": "00".repeat(32), "replicas": 1, "cpu_millis": 100, "memory_bytes": 1 << 20});
+    let body =
+        serde_json::json!({"module": "00".repeat(32), "replicas": 1, "cpu_millis": 100, "memory_bytes": 1 << 20});
     let (status, v) = api.send(Method::PUT, "/v1/namespaces/default/workloads/bad", None, Some(body)).await;
     assert_eq!(status, 400, "{v}");
     let (status, _) = api.send(Method::PUT, "/v1/namespaces/default/workloads/bad", None, Some(Value::Null)).await;

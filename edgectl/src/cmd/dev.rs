@@ -39,7 +39,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
     println!("edge dev cluster running: {} agent(s), state in {}", args.agents, data.display());
     println!("API:  http://{}", controller.api_addr);
     println!("MQTT: {}:{}", controller.mqtt.0, controller.mqtt.1);
-    println!("try:  edgectl --server http://{} deploy tick examples/ticker.wasm --replicas 2 --wait", controller.api_addr);
+    println!(
+        "try:  edgectl --server http://{} deploy tick examples/ticker.wasm --replicas 2 --wait",
+        controller.api_addr
+    );
     println!("Ctrl-C stops everything.");
     wait_for_signal().await?;
     println!("stopping…");

@@ -48,7 +48,16 @@ fn workloads_table(workloads: &[WorkloadView]) -> String {
     let mut t = Table::new(["NAMESPACE", "WORKLOAD", "INSTANCE", "NODE", "STATE", "RESTARTS", "STARTED", "REASON"]);
     for w in workloads {
         if w.instances.is_empty() {
-            t.row([w.namespace.clone(), w.name.clone(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "".into()]);
+            t.row([
+                w.namespace.clone(),
+                w.name.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "".into(),
+            ]);
         }
         for i in &w.instances {
             t.row([

@@ -52,7 +52,11 @@ pub fn format_memory(bytes: u64) -> String {
     for (unit, size) in UNITS {
         if bytes >= size {
             let v = bytes as f64 / size as f64;
-            return if bytes % size == 0 { format!("{}{unit}", bytes / size) } else { format!("{v:.1}{unit}") };
+            return if bytes.is_multiple_of(size) {
+                format!("{}{unit}", bytes / size)
+            } else {
+                format!("{v:.1}{unit}")
+            };
         }
     }
     bytes.to_string()
@@ -60,7 +64,7 @@ pub fn format_memory(bytes: u64) -> String {
 
 /// Formats millicores: `250m`, `2`.
 pub fn format_cpu(millis: u32) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")

@@ -4,6 +4,7 @@
 //! Run: `cargo build --release --bin edgectl && cargo run --release -p edge-tests --bin deploy-latency`
 //! It starts a controller with its embedded broker and two agents in this process, and runs the real `edgectl`
 //! binary (default `target/release/edgectl`, or the path given as the first argument) for every deploy.
+//! With `BENCH_BROKER=mqtt://HOST:PORT` the controller and agents use that external broker instead.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,7 +21,13 @@ async fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/edgectl"));
     assert!(edgectl.exists(), "{} not found: build it with cargo build --release --bin edgectl", edgectl.display());
-    let mut fleet = Fleet::embedded().await;
+    let mut fleet = match std::env::var("BENCH_BROKER") {
+        Ok(url) => {
+            let (host, port) = edge_controller::parse_broker_url(&url).expect("BENCH_BROKER=mqtt://HOST:PORT");
+            Fleet::with_broker(edge_controller::BrokerMode::External { host, port }).await
+        }
+        Err(_) => Fleet::embedded().await,
+    };
     fleet.start_agent("bench-1");
     fleet.start_agent("bench-2");
     fleet.wait_ready_nodes(2).await;

@@ -128,3 +128,55 @@ async fn restarting_the_controller_keeps_state_and_restarts_nothing() {
     assert_eq!(key(&before), key(&after), "instances were restarted or moved by a controller restart");
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_on_the_wire_changes_nothing() {
+    use edge_proto::{Channel, Message, NodeSpec, Topics};
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+    let mut fleet = Fleet::embedded().await;
+    fleet.start_agent("node-a");
+    fleet.wait_ready_nodes(1).await;
+    let sha = fleet.api.upload(example("ticker.wasm")).await;
+    fleet.api.deploy("tick", &sha, 1).await;
+    let before = fleet.api.wait_running("tick", 1).await;
+
+    // A hostile client on the same broker.
+    let (host, port) = fleet.broker_addr();
+    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("intruder", host, port), 64);
+    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let t = Topics::default();
+    let stale_spec = edge_proto::encode(&Message::Spec(NodeSpec { generation: 1, instances: vec![] }));
+    let wrong_kind = edge_proto::encode(&Message::Spec(NodeSpec { generation: 99, instances: vec![] }));
+    let mut future_version = wrong_kind.clone();
+    future_version[0] = 9;
+    let sends: Vec<(String, Vec<u8>)> = vec![
+        (t.node("node-a", Channel::Spec), b"\xff\xfe garbage".to_vec()),
+        (t.node("node-a", Channel::Spec), stale_spec),
+        (t.node("node-a", Channel::Spec), future_version),
+        (t.node("node-a", Channel::ModuleChunk), vec![1, 6, 0, 0, 0]),
+        (t.node("evil", Channel::Hello), b"not postcard".to_vec()),
+        (t.node("Bad Name", Channel::Heartbeat), wrong_kind.clone()),
+        (t.node("node-a", Channel::Heartbeat), wrong_kind),
+        (t.node("node-a", Channel::Events), vec![0xff; 1000]),
+        (t.node("node-a", Channel::ModuleRequest), vec![1, 5]),
+    ];
+    for (topic, payload) in sends {
+        client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
+    }
+    // Asserting that nothing happened needs a window: three heartbeat periods, far longer than delivery takes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let nodes = fleet.api.get("/v1/nodes").await;
+    let names: Vec<&str> = nodes.as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["node-a"], "garbage created no node");
+    let after = fleet.api.wait_running("tick", 1).await;
+    assert_eq!(before[0]["id"], after[0]["id"]);
+    assert_eq!(before[0]["started_at"], after[0]["started_at"], "the instance was not restarted");
+    assert_eq!(after[0]["restarts"], 0);
+    // Everything still works: a new deploy runs.
+    fleet.api.deploy("tock", &sha, 1).await;
+    fleet.api.wait_running("tock", 1).await;
+    poller.abort();
+    fleet.stop().await;
+}

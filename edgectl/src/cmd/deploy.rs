@@ -23,7 +23,11 @@ pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
     let sha = hex::encode(Sha256::digest(&bytes));
     // Content-addressed: skip the upload when the controller already has these bytes.
     if client.module(&sha).await?.is_none() {
+        let size = bytes.len();
         client.upload_module(bytes).await.map_err(|e| match e.downcast_ref::<Refused>() {
+            Some(r) if r.status == reqwest::StatusCode::PAYLOAD_TOO_LARGE => {
+                anyhow!("{path} is {size} bytes, over the controller's module size limit")
+            }
             Some(r) if r.message.starts_with("not a WebAssembly module") => anyhow!("{path} is {}", r.message),
             Some(r) => anyhow!("{path} was refused: {}", r.message),
             None => e,

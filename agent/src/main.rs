@@ -55,7 +55,7 @@ async fn run() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let (host, port) = parse_broker(&args.broker)?;
+    let (host, port) = edge_proto::parse_broker_url(&args.broker)?;
     let mut config = AgentConfig::new(args.node, host, port, args.data);
     config.board = args.board;
     config.cpu_millis = args.cpu;
@@ -75,17 +75,6 @@ async fn run() -> anyhow::Result<()> {
         let _ = tx.send(true);
     });
     edge_agent::run(config, rx).await.context("agent failed")
-}
-
-fn parse_broker(url: &str) -> anyhow::Result<(String, u16)> {
-    let bad = || anyhow!("invalid --broker {url:?}: expected mqtt://HOST:PORT");
-    let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")).unwrap_or(url);
-    let (host, port) = rest.trim_end_matches('/').rsplit_once(':').ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains('/') {
-        return Err(bad());
-    }
-    Ok((host.to_string(), port.parse().map_err(|_| bad())?))
 }
 
 async fn wait_for_signal() {

@@ -78,15 +78,7 @@ impl Running {
 
 /// Parses `mqtt://HOST:PORT` (or `tcp://`, or a bare `HOST:PORT`).
 pub fn parse_broker_url(url: &str) -> Result<(String, u16), ControllerError> {
-    let bad = || ControllerError::BrokerUrl { url: url.to_string() };
-    let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")).unwrap_or(url);
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains('/') {
-        return Err(bad());
-    }
-    Ok((host.to_string(), port.parse().map_err(|_| bad())?))
+    edge_proto::parse_broker_url(url).map_err(|_| ControllerError::BrokerUrl { url: url.to_string() })
 }
 
 pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError> {
@@ -159,19 +151,4 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     }));
     tracing::info!(api = %api_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), "controller started");
     Ok(Running { api_addr, mqtt, shutdown, tasks })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_broker_urls() {
-        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1883").unwrap(), ("127.0.0.1".into(), 1883));
-        assert_eq!(parse_broker_url("broker.local:8883").unwrap(), ("broker.local".into(), 8883));
-        assert_eq!(parse_broker_url("mqtt://[::1]:1883").unwrap(), ("::1".into(), 1883));
-        for bad in ["mqtt://host", "mqtt://:1883", "mqtt://h:99999", "http://h:1/x"] {
-            assert!(parse_broker_url(bad).is_err(), "{bad}");
-        }
-    }
 }

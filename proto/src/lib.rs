@@ -6,6 +6,7 @@
 //! - [`topic`]: the MQTT topic tree (`{prefix}/nodes/{node}/{channel}`), builders and a parser.
 //! - [`message`]: every message body (hello, heartbeat, spec, events, logs, module transfer, status).
 //! - [`envelope`]: the versioned envelope every payload travels in, with room for an authentication tag.
+//! - [`broker`]: broker URLs (`mqtt://HOST:PORT`) as users write them.
 //! - [`name`]: validation of the names that end up in topics and on disk (nodes, workloads, namespaces).
 //!
 //! **Wire invariant:** payloads are postcard-encoded [`envelope::Envelope`]s. Adding a variant at the end of an
@@ -15,11 +16,13 @@
 
 extern crate alloc;
 
+pub mod broker;
 pub mod envelope;
 pub mod message;
 pub mod name;
 pub mod topic;
 
+pub use broker::{parse_broker_url, BadBrokerUrl};
 pub use envelope::{decode, encode, DecodeError, Envelope, PROTOCOL_VERSION};
 pub use message::{
     EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, InstanceState, InstanceStatus, LogLine, LogStream,

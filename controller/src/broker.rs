@@ -3,11 +3,16 @@
 //! rumqttd runs its router and listener on threads of its own and offers no way to stop them: the broker lives
 //! until the process exits. Its retained messages live only in memory, which is why the controller re-publishes
 //! every node's spec whenever its own connection comes up (the broker holds nothing we depend on).
+//!
+//! The controller talks to its embedded broker through rumqttd's in-process link, not a socket: rumqttd never
+//! sets `TCP_NODELAY` on the sockets it accepts, and Nagle's algorithm on the broker's side of a controller
+//! socket added about 40 ms to every agent → controller exchange (see BENCHMARKS.md).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +25,9 @@ pub enum BrokerError {
     Start(String),
 }
 
-/// Starts the broker listening on `listen` (MQTT 3.1.1) and returns once it accepts connections.
-pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
+/// Starts the broker listening on `listen` (MQTT 3.1.1) and returns once it accepts connections, with an
+/// in-process link for the controller's own traffic.
+pub fn start_embedded(listen: SocketAddr) -> Result<(LinkTx, LinkRx), BrokerError> {
     // rumqttd only logs a failed bind from its own thread; probe first to give the user a real error.
     drop(TcpListener::bind(listen).map_err(|source| BrokerError::Bind { addr: listen, source })?);
     let connections = ConnectionSettings {
@@ -49,6 +55,7 @@ pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
         ..Default::default()
     };
     let mut broker = Broker::new(config);
+    let link = broker.link("edge-controller").map_err(|e| BrokerError::Start(e.to_string()))?;
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
@@ -65,7 +72,7 @@ pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
     };
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
-            return Ok(());
+            return Ok(link);
         }
         std::thread::sleep(Duration::from_millis(10));
     }

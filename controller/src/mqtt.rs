@@ -4,12 +4,19 @@
 //! ConnAck (rumqttc does not resubscribe by itself), re-publishes every spec (the broker may have lost its
 //! retained messages), and hands incoming messages to the [`Cluster`]; the publisher task drains the
 //! cluster's outgoing channel into the client. Reconnects back off with jitter from 1 s to 30 s.
+//!
+//! With the embedded broker, [`run_link`] does the same over rumqttd's in-process link (no socket, no reconnects).
+//! Local links publish at QoS 0; specs stay retained, and every hello gets its node's spec again, so a spec lost
+//! on an agent's broken connection is delivered again when it reconnects.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edge_proto::{Channel, Topics};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{Packet as LinkPacket, Publish as LinkPublish};
+use rumqttd::Notification;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
@@ -80,6 +87,56 @@ pub async fn run_publisher(client: AsyncClient, mut outgoing: UnboundedReceiver<
         if let Err(e) = client.publish(p.topic, QoS::AtLeastOnce, p.retain, p.payload).await {
             tracing::warn!(error = %e, "MQTT client closed; stopping the publisher");
             return;
+        }
+    }
+}
+
+/// The controller's traffic over the embedded broker's in-process link, until shutdown.
+pub async fn run_link(
+    mut tx: LinkTx,
+    mut rx: LinkRx,
+    topics: Topics,
+    cluster: Arc<Mutex<Cluster>>,
+    mut outgoing: UnboundedReceiver<Publish>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    for channel in Channel::UPLINK {
+        if let Err(e) = tx.subscribe(topics.all_nodes(channel)) {
+            tracing::error!(error = %e, "cannot subscribe on the embedded broker");
+        }
+    }
+    lock(&cluster).republish_all();
+    loop {
+        tokio::select! {
+            n = rx.next() => match n {
+                Ok(Some(Notification::Forward(f))) => {
+                    let Ok(topic) = std::str::from_utf8(&f.publish.topic) else { continue };
+                    if let Some((node, channel)) = topics.parse(topic) {
+                        lock(&cluster).on_uplink(node, channel, &f.publish.payload);
+                    }
+                }
+                // The router pauses a link whose queue is full; ask for the rest.
+                Ok(Some(Notification::Unschedule)) => {
+                    if rx.wake().await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "the embedded broker's link closed");
+                    break;
+                }
+            },
+            p = outgoing.recv() => {
+                let Some(p) = p else { break };
+                let publish = LinkPublish::new(bytes::Bytes::from(p.topic), bytes::Bytes::from(p.payload), p.retain);
+                if let Err(e) = tx.send(LinkPacket::Publish(publish, None)).await {
+                    tracing::error!(error = %e, "cannot publish on the embedded broker");
+                    break;
+                }
+            }
+            // The guard `wait_for` returns must not live across the other branches' awaits (it is not Send).
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
         }
     }
 }

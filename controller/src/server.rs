@@ -83,16 +83,16 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16), ControllerError> {
 
 pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError> {
     let store = Store::open(&config.data_dir)?;
-    let mqtt = match &config.broker {
+    let (mqtt, link) = match &config.broker {
         BrokerMode::Embedded(listen) => {
             let listen = *listen;
-            tokio::task::spawn_blocking(move || broker::start_embedded(listen))
+            let link = tokio::task::spawn_blocking(move || broker::start_embedded(listen))
                 .await
                 .map_err(|e| BrokerError::Start(e.to_string()))??;
             let host = if listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { listen.ip().to_string() };
-            (host, listen.port())
+            ((host, listen.port()), Some(link))
         }
-        BrokerMode::External { host, port } => (host.clone(), *port),
+        BrokerMode::External { host, port } => ((host.clone(), *port), None),
     };
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
@@ -105,17 +105,29 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     let cluster = Arc::new(Mutex::new(Cluster::load(store, topics.clone(), config.node_timeout, publish_tx)?));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
-    let client_id = format!("edge-controller-{}-{:08x}", std::process::id(), rand::random::<u32>());
-    let (client, eventloop) = crate::mqtt::connect(&mqtt.0, mqtt.1, &client_id);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(crate::mqtt::run_event_loop(
-        eventloop,
-        client.clone(),
-        topics,
-        cluster.clone(),
-        shutdown_rx.clone(),
-    )));
-    let publisher = tokio::spawn(crate::mqtt::run_publisher(client, publish_rx));
+    let publisher = match link {
+        Some((link_tx, link_rx)) => tokio::spawn(crate::mqtt::run_link(
+            link_tx,
+            link_rx,
+            topics,
+            cluster.clone(),
+            publish_rx,
+            shutdown_rx.clone(),
+        )),
+        None => {
+            let client_id = format!("edge-controller-{}-{:08x}", std::process::id(), rand::random::<u32>());
+            let (client, eventloop) = crate::mqtt::connect(&mqtt.0, mqtt.1, &client_id);
+            tasks.push(tokio::spawn(crate::mqtt::run_event_loop(
+                eventloop,
+                client.clone(),
+                topics,
+                cluster.clone(),
+                shutdown_rx.clone(),
+            )));
+            tokio::spawn(crate::mqtt::run_publisher(client, publish_rx))
+        }
+    };
 
     // The control loop: a periodic pass notices silent nodes and places what became placeable.
     let ticker_cluster = cluster.clone();

@@ -191,4 +191,78 @@ mod tests {
         s.nodes[0].blocker = Some(Blocker::NotReady);
         assert_eq!(s.place("ns/w", res(1, 1)).unwrap_err().reason, "0/1 nodes available: 1 not ready");
     }
+
+    /// A small deterministic generator, so the randomized checks below are reproducible without a dependency.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % below
+        }
+    }
+
+    fn random_cluster(rng: &mut Lcg) -> Snapshot {
+        let n = 1 + rng.next(12) as usize;
+        let nodes = (0..n)
+            .map(|i| {
+                let mut slot = NodeSlot::new(format!("n{i:02}"), res(500 + rng.next(4000) as u32, 64 + rng.next(4096)));
+                slot.blocker = match rng.next(10) {
+                    0 => Some(Blocker::NotReady),
+                    1 => Some(Blocker::Cordoned),
+                    _ => None,
+                };
+                slot
+            })
+            .collect();
+        Snapshot::new(nodes)
+    }
+
+    #[test]
+    fn randomized_clusters_are_never_overcommitted_and_placement_is_deterministic() {
+        let mut rng = Lcg(7);
+        for _ in 0..300 {
+            let base = random_cluster(&mut rng);
+            let requests: Vec<(String, Resources)> =
+                (0..40).map(|_| (format!("ns/w{}", rng.next(5)), res(rng.next(1500) as u32, rng.next(1024)))).collect();
+            let run = |mut snap: Snapshot| {
+                let placed: Vec<Result<String, Unschedulable>> =
+                    requests.iter().map(|(w, r)| snap.place(w, *r)).collect();
+                (snap, placed)
+            };
+            let (snap, placed) = run(base.clone());
+            let (_, again) = run(base.clone());
+            assert_eq!(placed, again, "same input, same output");
+            for node in &snap.nodes {
+                assert!(node.allocatable.fits(node.allocated), "{} over-committed", node.name);
+                if node.blocker.is_some() {
+                    assert!(node.replicas.is_empty(), "{} is blocked but got replicas", node.name);
+                }
+            }
+            for ((_, r), p) in requests.iter().zip(&placed) {
+                if let Err(e) = p {
+                    assert!(e.reason.starts_with(&format!("0/{} nodes available", snap.nodes.len())), "{}", e.reason);
+                    // Unschedulable really means no open node had room at that moment (checked at the end,
+                    // when free space can only be smaller).
+                    assert!(snap.nodes.iter().all(|n| n.blocker.is_some() || !n.free().fits(*r)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn replicas_spread_evenly_over_equal_nodes() {
+        for nodes in 1..8usize {
+            for replicas in 0..30usize {
+                let mut s =
+                    Snapshot::new((0..nodes).map(|i| NodeSlot::new(format!("n{i}"), res(100_000, 100_000))).collect());
+                for _ in 0..replicas {
+                    s.place("ns/w", res(10, 10)).unwrap();
+                }
+                let counts: Vec<u32> = s.nodes.iter().map(|n| n.replicas.get("ns/w").copied().unwrap_or(0)).collect();
+                let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+                assert!(max - min <= 1, "{nodes} nodes, {replicas} replicas: {counts:?}");
+            }
+        }
+    }
 }

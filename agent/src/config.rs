@@ -24,6 +24,8 @@ pub struct AgentConfig {
     pub labels: Vec<(String, String)>,
     pub heartbeat: Duration,
     pub prefix: String,
+    /// Bounds of the outbox and the module cache.
+    pub limits: crate::core::Limits,
 }
 
 impl AgentConfig {
@@ -39,6 +41,7 @@ impl AgentConfig {
             labels: Vec::new(),
             heartbeat: Duration::from_secs(2),
             prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
+            limits: crate::core::Limits::default(),
         }
     }
 }

@@ -6,30 +6,38 @@
 //! - A spec is applied only if its generation is newer than the persisted one, and it is persisted first.
 //! - An instance id that is already running is never restarted by a spec: ids change with their template.
 //! - A disconnection alone never starts or stops anything.
-//! - Event sequence numbers strictly increase across restarts (blocks are reserved in the store).
+//! - Every event is committed to the store's outbox (at the end of the input that produced it) before it is
+//!   published, and leaves the outbox only when the controller acknowledges it: events survive disconnection,
+//!   agent restarts and a controller that was down when they were first sent.
+//! - Sequence numbers are contiguous and never repeat (see [`crate::store`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_proto::{
     Channel, Event, EventKind, Heartbeat, Hello, InstanceSpec, LogLine, Message, ModuleReply, ModuleRequest, NodeSpec,
-    Sha256, Topics,
+    Outage, Sha256, Topics,
 };
 use rumqttc::{AsyncClient, QoS};
 use sha2::Digest;
 use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::now_ms;
 use crate::config::NodeIdentity;
 use crate::runtime::Runtime;
-use crate::store::{Store, SEQ_BLOCK};
+use crate::store::Store;
 use crate::supervisor::{Decision, Exit, Supervisor};
 
-/// Events kept while disconnected; beyond this the oldest are dropped and counted.
+/// Events kept unacknowledged by default; beyond the bound the oldest are dropped and counted.
 pub const OUTBOX_LIMIT: usize = 10_000;
+/// Default disk budget for cached modules.
+pub const MODULE_BUDGET: u64 = 256 * 1024 * 1024;
+/// Unacknowledged events are sent again after this long without an acknowledgement.
+pub const RESEND_AFTER: Duration = Duration::from_secs(3);
 /// A module download with no chunk for this long is asked for again.
 pub const FETCH_STALL: Duration = Duration::from_secs(10);
 /// Largest module the agent downloads.
@@ -43,6 +51,21 @@ pub enum Input {
     Started { id: String, run: u64, at_ms: u64 },
     Exited { id: String, run: u64, exit: Exit, ran_for: Duration },
     RestartDue { id: String, run: u64 },
+}
+
+/// Limits of the agent's local state.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Unacknowledged events kept; beyond it the oldest are dropped and counted.
+    pub outbox: usize,
+    /// Bytes of cached modules; unreferenced modules are evicted least recently used first beyond it.
+    pub module_budget: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { outbox: OUTBOX_LIMIT, module_budget: MODULE_BUDGET }
+    }
 }
 
 struct Instance {
@@ -60,24 +83,56 @@ struct Fetch {
     last_activity: Instant,
 }
 
+/// Counters the log forwarder keeps, read by the core to report an outage.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Lines put in the ring while disconnected.
+    pub buffered: AtomicU64,
+    /// Lines the full ring dropped.
+    pub dropped: AtomicU64,
+}
+
+/// Where an ongoing disconnection started, to report it once it ends.
+struct Gap {
+    /// The agent's start, before its first connection: only worth reporting when it lasted.
+    boot: bool,
+    started_ms: u64,
+    next_seq: u64,
+    events_dropped: u64,
+    logs_buffered: u64,
+    logs_dropped: u64,
+}
+
 pub struct Core {
     node: String,
     identity: NodeIdentity,
     topics: Topics,
     store: Store,
+    store_id: u64,
     runtime: Runtime,
-    client: AsyncClient,
+    /// `None` in standalone mode: no broker, nothing published.
+    client: Option<AsyncClient>,
     inputs: UnboundedSender<Input>,
-    connected: Arc<AtomicBool>,
+    connected: watch::Sender<bool>,
+    limits: Limits,
     generation: u64,
     instances: HashMap<String, Instance>,
     fetches: HashMap<Sha256, Fetch>,
+    /// Committed, unacknowledged events, oldest first (mirrors the store's outbox).
     outbox: VecDeque<Event>,
+    /// Events created by the input being handled, committed at its end.
+    fresh: Vec<Event>,
+    /// Highest sequence number published on the current connection.
+    sent_up_to: u64,
+    /// When the oldest unacknowledged event was last sent, while any is unacknowledged.
+    awaiting_ack: Option<Instant>,
+    next_seq: u64,
     events_dropped: u64,
-    seq_next: u64,
-    seq_ceiling: u64,
+    gap: Option<Gap>,
+    last_outage: Option<Outage>,
     logs: mpsc::Sender<LogLine>,
     lines_dropped: Arc<AtomicU64>,
+    log_stats: Arc<LogStats>,
 }
 
 impl Core {
@@ -88,64 +143,128 @@ impl Core {
         topics: Topics,
         store: Store,
         runtime: Runtime,
-        client: AsyncClient,
+        client: Option<AsyncClient>,
         inputs: UnboundedSender<Input>,
-        connected: Arc<AtomicBool>,
+        connected: watch::Sender<bool>,
+        limits: Limits,
         logs: mpsc::Sender<LogLine>,
         lines_dropped: Arc<AtomicU64>,
+        log_stats: Arc<LogStats>,
     ) -> Result<Core, crate::store::StoreError> {
-        let seq_next = store.reserve_seq_block()?;
+        let outbox: VecDeque<Event> = store.outbox()?.into();
+        let next_seq = store.next_seq()?.max(outbox.back().map_or(0, |e| e.seq + 1));
         Ok(Core {
             node,
             identity,
             topics,
+            store_id: store.store_id()?,
+            events_dropped: store.events_dropped()?,
             store,
             runtime,
             client,
             inputs,
             connected,
+            limits,
             generation: 0,
             instances: HashMap::new(),
             fetches: HashMap::new(),
-            outbox: VecDeque::new(),
-            events_dropped: 0,
-            seq_next,
-            seq_ceiling: seq_next + SEQ_BLOCK,
+            outbox,
+            fresh: Vec::new(),
+            sent_up_to: 0,
+            awaiting_ack: None,
+            next_seq,
+            gap: None,
+            last_outage: None,
             logs,
             lines_dropped,
+            log_stats,
         })
     }
 
     /// Starts the instances of the persisted spec: a node runs its last desired state with no broker at all.
     pub fn boot(&mut self) -> Result<(), crate::store::StoreError> {
+        self.gap = Some(Gap { boot: true, ..self.gap_now() });
         if let Some(spec) = self.store.spec()? {
             tracing::info!(generation = spec.generation, instances = spec.instances.len(), "resuming persisted spec");
             self.generation = spec.generation;
             self.converge(spec.instances);
         }
+        self.commit_events();
         Ok(())
     }
 
+    /// Applies a spec from a local manifest (standalone mode): persisted like one from the controller, under the
+    /// next generation unless it equals the persisted one.
+    pub fn apply_local(&mut self, instances: Vec<InstanceSpec>) {
+        let same = self.store.spec().ok().flatten().is_some_and(|s| s.instances == instances);
+        let generation = if same { self.generation } else { self.generation + 1 };
+        if !same {
+            self.apply_spec(NodeSpec { generation, instances });
+        }
+        self.commit_events();
+    }
+
+    /// Puts a module read from local disk into the store (standalone mode); `sha` must be the bytes' sha256.
+    pub fn put_local_module(&mut self, sha: &Sha256, bytes: &[u8]) -> Result<(), crate::store::StoreError> {
+        if self.store.has_module(sha)? {
+            return Ok(());
+        }
+        self.store.put_module(sha, bytes, now_ms())
+    }
+
     pub fn handle(&mut self, input: Input) {
+        self.dispatch(input);
+        self.commit_events();
+    }
+
+    fn dispatch(&mut self, input: Input) {
         match input {
             Input::Connected => {
-                self.connected.store(true, Ordering::Relaxed);
+                self.connected.send_replace(true);
+                if let Some(gap) = self.gap.take() {
+                    let outage = self.outage_from(&gap);
+                    if !gap.boot || outage.ended_ms - outage.started_ms >= 2_000 || outage.events_buffered > 0 {
+                        self.last_outage = Some(outage);
+                    }
+                }
                 self.publish(Channel::Hello, QoS::AtLeastOnce, &Message::Hello(self.hello()));
-                self.flush_events();
+                self.resend_events();
                 self.heartbeat();
                 let pending: Vec<Sha256> = self.fetches.keys().copied().collect();
                 for sha in pending {
                     self.request_chunk(sha);
                 }
             }
-            Input::Disconnected => self.connected.store(false, Ordering::Relaxed),
-            Input::Message(Message::Spec(spec)) => self.apply_spec(spec),
+            Input::Disconnected => {
+                if self.connected.send_replace(false) {
+                    self.gap = Some(self.gap_now());
+                }
+            }
+            Input::Message(Message::Spec(spec)) => {
+                if spec.generation <= self.generation {
+                    // Already applied: a retained re-delivery, or a controller that just (re)connected and
+                    // re-published every spec. Either way someone is listening: catch it up now.
+                    if self.awaiting_ack.is_some_and(|t| t.elapsed() >= Duration::from_millis(500)) {
+                        self.resend_events();
+                    }
+                    self.heartbeat();
+                } else {
+                    self.apply_spec(spec);
+                }
+            }
             Input::Message(Message::ModuleReply(reply)) => self.on_module_reply(reply),
+            Input::Message(Message::EventsAck(up_to)) => self.on_ack(up_to),
             Input::Message(other) => tracing::debug!(?other, "unexpected message kind ignored"),
             Input::Started { id, run, at_ms } => {
                 let Some(inst) = self.instances.get_mut(&id).filter(|i| i.run == run) else { return };
                 inst.sup.started(at_ms);
                 let restarts = inst.sup.restarts;
+                if run == 1 {
+                    // The first start in this process: from now on a restart of the agent counts as a restart.
+                    if let Err(e) = self.store.put_restarts(&id, restarts) {
+                        tracing::warn!(error = %e, "cannot persist a restart counter");
+                    }
+                }
                 self.event(&id, restarts, EventKind::Started { started_at_ms: at_ms });
             }
             Input::Exited { id, run, exit, ran_for } => self.on_exit(id, run, exit, ran_for),
@@ -154,19 +273,26 @@ impl Core {
                     return;
                 };
                 inst.sup.restarting();
+                if let Err(e) = self.store.put_restarts(&id, inst.sup.restarts) {
+                    tracing::warn!(error = %e, "cannot persist a restart counter");
+                }
                 self.start(&id);
             }
         }
     }
 
-    /// Periodic: heartbeat, and re-asking for stalled module downloads.
+    /// Periodic: heartbeat, events still unacknowledged, and stalled module downloads.
     pub fn tick(&mut self) {
         self.heartbeat();
+        if self.awaiting_ack.is_some_and(|t| t.elapsed() >= RESEND_AFTER) {
+            self.resend_events();
+        }
         let stalled: Vec<Sha256> =
             self.fetches.iter().filter(|(_, f)| f.last_activity.elapsed() >= FETCH_STALL).map(|(s, _)| *s).collect();
         for sha in stalled {
             self.request_chunk(sha);
         }
+        self.commit_events();
     }
 
     pub fn shutdown(&mut self) {
@@ -178,6 +304,10 @@ impl Core {
         self.runtime.shutdown();
     }
 
+    fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
     fn hello(&self) -> Hello {
         Hello {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -187,11 +317,12 @@ impl Core {
             capacity: self.identity.capacity,
             labels: self.identity.labels.clone(),
             applied_generation: self.generation,
+            store_id: self.store_id,
         }
     }
 
     fn heartbeat(&mut self) {
-        if !self.connected.load(Ordering::Relaxed) {
+        if !self.is_connected() {
             return;
         }
         let mut instances: Vec<_> = self.instances.values().map(|i| i.sup.status()).collect();
@@ -201,15 +332,46 @@ impl Core {
             applied_generation: self.generation,
             instances,
             events_dropped: self.events_dropped,
+            last_event_seq: self.next_seq.saturating_sub(1),
+            last_outage: self.last_outage,
         };
         self.publish(Channel::Heartbeat, QoS::AtMostOnce, &Message::Heartbeat(hb));
     }
 
-    fn publish(&self, channel: Channel, qos: QoS, message: &Message) {
+    /// Publishes unless disconnected; false when the message could not be queued.
+    fn publish(&self, channel: Channel, qos: QoS, message: &Message) -> bool {
+        let Some(client) = &self.client else { return false };
         let topic = self.topics.node(&self.node, channel);
-        // Never block the core on a full client queue: drop and say so (heartbeats and hellos are repeated).
-        if let Err(e) = self.client.try_publish(topic, qos, false, edge_proto::encode(message)) {
-            tracing::warn!(channel = channel.as_str(), error = %e, "MQTT publish dropped");
+        // Never block the core on a full client queue: what matters is repeated (heartbeats, hellos) or kept
+        // until acknowledged (events).
+        match client.try_publish(topic, qos, false, edge_proto::encode(message)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(channel = channel.as_str(), error = %e, "MQTT publish dropped");
+                false
+            }
+        }
+    }
+
+    fn gap_now(&self) -> Gap {
+        Gap {
+            boot: false,
+            started_ms: now_ms(),
+            next_seq: self.next_seq,
+            events_dropped: self.events_dropped,
+            logs_buffered: self.log_stats.buffered.load(Ordering::Relaxed),
+            logs_dropped: self.log_stats.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn outage_from(&self, gap: &Gap) -> Outage {
+        Outage {
+            started_ms: gap.started_ms,
+            ended_ms: now_ms(),
+            events_buffered: self.next_seq - gap.next_seq,
+            events_dropped: self.events_dropped - gap.events_dropped,
+            logs_buffered: self.log_stats.buffered.load(Ordering::Relaxed) - gap.logs_buffered,
+            logs_dropped: self.log_stats.dropped.load(Ordering::Relaxed) - gap.logs_dropped,
         }
     }
 
@@ -217,16 +379,35 @@ impl Core {
 
     fn apply_spec(&mut self, spec: NodeSpec) {
         if spec.generation <= self.generation {
-            return; // Already applied (a re-delivery after a reconnect or a controller restart).
+            return;
         }
-        if let Err(e) = self.store.put_spec(&spec) {
+        if let Err(e) = self.store.put_spec(&spec, now_ms()) {
             tracing::error!(error = %e, "cannot persist the new spec; not applying it");
             return;
         }
         tracing::info!(generation = spec.generation, instances = spec.instances.len(), "applying spec");
         self.generation = spec.generation;
         self.converge(spec.instances);
+        let keep: std::collections::HashSet<&str> = self.instances.keys().map(String::as_str).collect();
+        if let Err(e) = self.store.retain_restarts(&keep) {
+            tracing::warn!(error = %e, "cannot prune restart counters");
+        }
+        self.evict_modules();
         self.heartbeat();
+    }
+
+    /// Keeps the module cache within its budget; modules the current spec uses always stay.
+    fn evict_modules(&mut self) {
+        let keep: std::collections::HashSet<Sha256> = self.instances.values().map(|i| i.spec.module).collect();
+        match self.store.evict_modules(&keep, self.limits.module_budget) {
+            Ok(evicted) => {
+                for sha in evicted {
+                    tracing::info!(module = %hex::encode(sha), "evicted an unused module from the cache");
+                    self.runtime.forget(&sha);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot evict modules"),
+        }
     }
 
     /// Stops what the spec no longer holds and starts what is new; leaves running instances alone.
@@ -246,7 +427,14 @@ impl Core {
                 continue;
             }
             let id = spec.id.clone();
-            let sup = Supervisor::new(id.clone(), spec.restart);
+            let mut sup = Supervisor::new(id.clone(), spec.restart);
+            // Started by an earlier run of this agent: starting it again is a restart.
+            if let Ok(Some(before)) = self.store.restarts(&id) {
+                sup.restarts = before + 1;
+                if let Err(e) = self.store.put_restarts(&id, sup.restarts) {
+                    tracing::warn!(error = %e, "cannot persist a restart counter");
+                }
+            }
             self.instances.insert(id.clone(), Instance { spec, sup, run: 0, task: None, waiting_module: false });
             self.start(&id);
         }
@@ -331,35 +519,80 @@ impl Core {
     // ---- events ----------------------------------------------------------------------------------------------
 
     fn event(&mut self, instance: &str, restarts: u32, kind: EventKind) {
-        if self.seq_next >= self.seq_ceiling {
-            match self.store.reserve_seq_block() {
-                Ok(start) => {
-                    self.seq_next = start;
-                    self.seq_ceiling = start + SEQ_BLOCK;
-                }
-                Err(e) => tracing::error!(error = %e, "cannot reserve event sequence numbers"),
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        tracing::info!(instance, seq, restarts, event = ?kind, "instance event");
+        self.fresh.push(Event { seq, at_ms: now_ms(), instance: instance.to_string(), restarts, kind });
+    }
+
+    /// Commits the events the current input produced, then sends them if connected.
+    fn commit_events(&mut self) {
+        if self.fresh.is_empty() {
+            return;
+        }
+        let fresh = std::mem::take(&mut self.fresh);
+        if self.client.is_none() {
+            // Standalone: nobody will ever acknowledge; the agent's log is the record.
+            return;
+        }
+        let dropped = match self.store.append_events(&fresh, self.limits.outbox) {
+            Ok(a) => a.dropped,
+            Err(e) => {
+                // Keep them in memory at least: they are still sent, just not crash-safe.
+                tracing::error!(error = %e, "cannot persist events");
+                0
             }
-        }
-        let seq = self.seq_next;
-        self.seq_next += 1;
-        if self.outbox.len() >= OUTBOX_LIMIT {
+        };
+        self.outbox.extend(fresh);
+        let mut over = self.outbox.len().saturating_sub(self.limits.outbox) as u64;
+        over = over.max(dropped);
+        for _ in 0..over {
             self.outbox.pop_front();
-            self.events_dropped += 1;
         }
-        self.outbox.push_back(Event { seq, at_ms: now_ms(), instance: instance.to_string(), restarts, kind });
+        self.events_dropped += over;
         self.flush_events();
     }
 
+    /// Sends every unacknowledged event again, from the oldest.
+    fn resend_events(&mut self) {
+        self.sent_up_to = 0;
+        self.flush_events();
+    }
+
+    /// Sends unacknowledged events not yet sent on this connection, in order, in batches.
     fn flush_events(&mut self) {
-        if !self.connected.load(Ordering::Relaxed) || self.outbox.is_empty() {
+        if !self.is_connected() {
             return;
         }
+        let start = self.outbox.partition_point(|e| e.seq <= self.sent_up_to);
+        let pending: Vec<Event> = self.outbox.iter().skip(start).cloned().collect();
         // Batches stay well under the payload limit: events are small, 256 at a time.
-        while !self.outbox.is_empty() {
-            let n = self.outbox.len().min(256);
-            let batch: Vec<Event> = self.outbox.drain(..n).collect();
-            self.publish(Channel::Events, QoS::AtLeastOnce, &Message::Events(batch));
+        for batch in pending.chunks(256) {
+            if !self.publish(Channel::Events, QoS::AtLeastOnce, &Message::Events(batch.to_vec())) {
+                break; // Kept in the outbox; the resend timer tries again.
+            }
+            self.sent_up_to = batch.last().map_or(self.sent_up_to, |e| e.seq);
+            if self.awaiting_ack.is_none() {
+                self.awaiting_ack = Some(Instant::now());
+            }
         }
+        if start == 0 && !pending.is_empty() {
+            self.awaiting_ack = Some(Instant::now());
+        }
+    }
+
+    fn on_ack(&mut self, up_to: u64) {
+        let before = self.outbox.len();
+        while self.outbox.front().is_some_and(|e| e.seq <= up_to) {
+            self.outbox.pop_front();
+        }
+        if self.outbox.len() == before {
+            return;
+        }
+        if let Err(e) = self.store.ack_events(up_to) {
+            tracing::warn!(error = %e, "cannot forget acknowledged events");
+        }
+        self.awaiting_ack = if self.outbox.is_empty() { None } else { Some(Instant::now()) };
     }
 
     // ---- module download -------------------------------------------------------------------------------------
@@ -373,9 +606,10 @@ impl Core {
     }
 
     fn request_chunk(&mut self, sha: Sha256) {
+        let connected = self.is_connected();
         let Some(f) = self.fetches.get_mut(&sha) else { return };
         f.last_activity = Instant::now();
-        if !self.connected.load(Ordering::Relaxed) {
+        if !connected {
             return;
         }
         let req = ModuleRequest { module: sha, offset: f.buf.len() as u64, max_len: edge_proto::MODULE_CHUNK };
@@ -416,10 +650,11 @@ impl Core {
                     self.fail_waiting(sha, "module download failed its sha256 check; retrying");
                     return;
                 }
-                if let Err(e) = self.store.put_module(&sha, &f.buf) {
+                if let Err(e) = self.store.put_module(&sha, &f.buf, now_ms()) {
                     tracing::error!(error = %e, "cannot store a downloaded module");
                     return;
                 }
+                self.evict_modules();
                 let waiting: Vec<String> = self
                     .instances
                     .iter()

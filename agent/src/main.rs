@@ -11,8 +11,8 @@ use edge_agent::AgentConfig;
 #[command(version, about = "The edge orchestrator's node agent: runs WebAssembly workloads on this board")]
 struct Args {
     /// This node's name (lowercase letters, digits and '-').
-    #[arg(long)]
-    node: String,
+    #[arg(long, required_unless_present = "standalone")]
+    node: Option<String>,
     /// The MQTT broker, mqtt://HOST:PORT.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     broker: String,
@@ -37,6 +37,19 @@ struct Args {
     /// MQTT topic prefix.
     #[arg(long, default_value = "edge/v1")]
     prefix: String,
+    /// Events kept for the controller until it acknowledges them; beyond this the oldest are dropped and counted.
+    #[arg(long, default_value_t = edge_agent::core::OUTBOX_LIMIT)]
+    outbox_limit: usize,
+    /// Disk budget of the module cache (e.g. 256Mi); unused modules are evicted least recently used first.
+    #[arg(long, default_value = "256Mi")]
+    module_cache: String,
+    /// Run without a controller or broker: the workloads of --manifest, with the same runtime and policies.
+    #[arg(long, requires = "manifest")]
+    standalone: bool,
+    /// The TOML manifest for --standalone ([[workload]] tables: name, module, replicas, cpu, memory, restart,
+    /// args, env).
+    #[arg(long, requires = "standalone")]
+    manifest: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -56,7 +69,14 @@ async fn run() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let (host, port) = edge_proto::parse_broker_url(&args.broker)?;
-    let mut config = AgentConfig::new(args.node, host, port, args.data);
+    let node = args.node.unwrap_or_else(|| "standalone".to_string());
+    let mut config = AgentConfig::new(node, host, port, args.data);
+    if args.outbox_limit == 0 {
+        return Err(anyhow!("--outbox-limit must be at least 1"));
+    }
+    config.limits.outbox = args.outbox_limit;
+    config.limits.module_budget =
+        edge_proto::quantity::parse_memory(&args.module_cache).map_err(|e| anyhow!("--module-cache: {e}"))?;
     config.board = args.board;
     config.cpu_millis = args.cpu;
     config.memory_bytes = args.memory;
@@ -74,7 +94,10 @@ async fn run() -> anyhow::Result<()> {
         wait_for_signal().await;
         let _ = tx.send(true);
     });
-    edge_agent::run(config, rx).await.context("agent failed")
+    match args.manifest {
+        Some(manifest) => edge_agent::run_standalone(config, &manifest, rx).await.context("agent failed"),
+        None => edge_agent::run(config, rx).await.context("agent failed"),
+    }
 }
 
 async fn wait_for_signal() {

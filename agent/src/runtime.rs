@@ -75,6 +75,11 @@ impl Runtime {
         self.stop_ticker.store(true, Ordering::Relaxed);
     }
 
+    /// Drops a compiled module (its bytes were evicted from the store); running instances keep their copy.
+    pub fn forget(&self, sha: &Sha256) {
+        self.modules.lock().unwrap_or_else(|e| e.into_inner()).remove(sha);
+    }
+
     pub fn is_compiled(&self, sha: &Sha256) -> bool {
         self.modules.lock().unwrap_or_else(|e| e.into_inner()).contains_key(sha)
     }

@@ -1,13 +1,19 @@
 //! The agent's MQTT session: outbound only (works behind NAT), with a Last Will that marks the node offline.
 //!
 //! On every ConnAck it resubscribes (rumqttc does not), publishes `online` (retained) and tells the core, which
-//! re-announces the node and flushes queued events. Connection errors back off with jitter from 1 s to 30 s.
-//! Incoming payloads are decoded here; undecodable ones are logged and dropped.
+//! re-announces the node and flushes queued events. Incoming payloads are decoded here; undecodable ones are
+//! logged and dropped.
+//!
+//! Reconnecting: MQTT connection attempts back off with jitter from 1 s to 30 s ([`edge_proto::backoff`]), which
+//! protects a broker that is up but refusing or dropping us. While the broker is plainly unreachable (its port
+//! refuses or times out), the wait is cut short by a bare TCP probe about once a second, so a node is back
+//! within a second or so of its broker's return instead of up to 30 s later.
 
 use std::time::Duration;
 
+use edge_proto::backoff::Backoff;
 use edge_proto::{Channel, Message, NodeStatus, Topics};
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
@@ -38,10 +44,11 @@ pub async fn run(
     client: AsyncClient,
     topics: Topics,
     node: String,
+    broker: (String, u16),
     inputs: UnboundedSender<Input>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut delay = Duration::from_secs(1);
+    let mut backoff = Backoff::default();
     let mut connected = false;
     loop {
         let event = tokio::select! {
@@ -50,9 +57,10 @@ pub async fn run(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                delay = Duration::from_secs(1);
+                backoff.reset();
                 connected = true;
-                for channel in [Channel::Spec, Channel::ModuleChunk] {
+                tracing::info!("connected to the MQTT broker");
+                for channel in Channel::DOWNLINK {
                     let _ = client.try_subscribe(topics.node(&node, channel), QoS::AtLeastOnce);
                 }
                 let online = edge_proto::encode(&Message::Status(NodeStatus { online: true }));
@@ -60,12 +68,14 @@ pub async fn run(
                 let _ = inputs.send(Input::Connected);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => match topics.parse(&p.topic) {
-                Some((n, Channel::Spec | Channel::ModuleChunk)) if n == node => match edge_proto::decode(&p.payload) {
-                    Ok(envelope) => {
-                        let _ = inputs.send(Input::Message(envelope.message));
+                Some((n, channel)) if n == node && Channel::DOWNLINK.contains(&channel) => {
+                    match edge_proto::decode(&p.payload) {
+                        Ok(envelope) => {
+                            let _ = inputs.send(Input::Message(envelope.message));
+                        }
+                        Err(e) => tracing::warn!(topic = %p.topic, error = %e, "undecodable message ignored"),
                     }
-                    Err(e) => tracing::warn!(topic = %p.topic, error = %e, "undecodable message ignored"),
-                },
+                }
                 _ => tracing::debug!(topic = %p.topic, "message on an unexpected topic ignored"),
             },
             Ok(_) => {}
@@ -74,17 +84,49 @@ pub async fn run(
                     connected = false;
                     let _ = inputs.send(Input::Disconnected);
                 }
-                use rand::Rng;
-                let ms = delay.as_millis() as u64;
-                let wait = Duration::from_millis(rand::rng().random_range(ms / 2..=ms));
+                let wait = backoff.next_delay(rand::random());
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection failed");
-                delay = (delay * 2).min(Duration::from_secs(30));
+                let probe = unreachable(&e);
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = wait_or_reachable(&broker, wait, probe) => {}
                     _ = shutdown.wait_for(|s| *s) => break,
                 }
             }
         }
     }
     let _ = client.try_disconnect();
+}
+
+/// True when the error says the broker could not be reached at all (nothing listening, no route, timeout),
+/// as opposed to a broker that answered and refused or dropped us.
+fn unreachable(e: &ConnectionError) -> bool {
+    use std::io::ErrorKind::*;
+    match e {
+        ConnectionError::Io(io) => {
+            matches!(io.kind(), ConnectionRefused | TimedOut | HostUnreachable | NetworkUnreachable | AddrNotAvailable)
+        }
+        ConnectionError::NetworkTimeout => true,
+        _ => false,
+    }
+}
+
+/// Waits `wait`; when `probe`, returns early once a TCP connection to the broker succeeds.
+async fn wait_or_reachable(broker: &(String, u16), wait: Duration, probe: bool) {
+    let deadline = tokio::time::Instant::now() + wait;
+    if !probe {
+        tokio::time::sleep_until(deadline).await;
+        return;
+    }
+    loop {
+        let step = Duration::from_millis(700 + rand::random::<u64>() % 600);
+        let next = (tokio::time::Instant::now() + step).min(deadline);
+        tokio::time::sleep_until(next).await;
+        if next >= deadline {
+            return;
+        }
+        let attempt = tokio::net::TcpStream::connect((broker.0.as_str(), broker.1));
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), attempt).await {
+            return;
+        }
+    }
 }

@@ -1,26 +1,35 @@
 //! The agent's local store: one redb file, `{data}/agent.redb`. This module is its only owner.
 //!
 //! Tables:
-//! - `meta`: `schema_version` → u32 LE; `seq_ceiling` → u64 LE (event sequence numbers below it may have been
-//!   used: after a restart numbering resumes at the ceiling, so sequence numbers never repeat).
+//! - `meta`: `schema_version` → u32 LE; `store_id` → u64 LE (random, fixed at creation); `next_seq` → u64 LE
+//!   (the next event sequence number); `events_dropped` → u64 LE (outbox overflow, since creation).
 //! - `spec`: `current` → postcard `NodeSpec` (the last accepted desired state, with its generation).
-//! - `modules`: sha256 (32 bytes) → module bytes (content-addressed; verified before insertion).
+//! - `modules`: sha256 → module bytes (content-addressed; verified before insertion).
+//! - `module_meta`: sha256 → postcard `(size, last_referenced_ms)`, for the disk budget's eviction order.
+//! - `outbox`: sequence number → postcard `Event`, every event not yet acknowledged by the controller.
+//! - `restarts`: instance id → u32 LE, how many times the agent started the instance again.
 //!
-//! **Invariant:** a spec is committed here before any instance is started or stopped because of it.
+//! **Invariants:**
+//! - A spec is committed here before any instance is started or stopped because of it.
+//! - Event sequence numbers are contiguous and never repeat: the outbox insert and `next_seq` move in one
+//!   transaction, so a gap the controller sees is an event the full outbox dropped, nothing else.
+//! - A module referenced by the current spec is never evicted.
 
+use std::collections::HashSet;
 use std::path::Path;
 
-use edge_proto::{NodeSpec, Sha256};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use edge_proto::{Event, NodeSpec, Sha256};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SPEC: TableDefinition<&str, &[u8]> = TableDefinition::new("spec");
 const MODULES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("modules");
+const MODULE_META: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("module_meta");
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+const RESTARTS: TableDefinition<&str, u32> = TableDefinition::new("restarts");
 
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// Sequence numbers reserved per store write.
-pub const SEQ_BLOCK: u64 = 1024;
+/// Version 1 numbered events in reserved blocks and had no outbox; it is migrated on open.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,14 +37,21 @@ pub enum StoreError {
     CreateDir { path: String, source: std::io::Error },
     #[error("agent store error")]
     Db(#[from] redb::Error),
-    #[error("agent store has schema version {found}, this agent reads version {SCHEMA_VERSION}")]
+    #[error("agent store has schema version {found}, this agent reads versions up to {SCHEMA_VERSION}")]
     Schema { found: u32 },
-    #[error("the persisted spec is corrupt")]
-    CorruptSpec,
+    #[error("the persisted {what} is corrupt")]
+    Corrupt { what: &'static str },
 }
 
 fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Db(e.into())
+}
+
+/// What [`Store::append_events`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Oldest events removed because the outbox was over its bound.
+    pub dropped: u64,
 }
 
 pub struct Store {
@@ -53,34 +69,80 @@ impl Store {
             let found = meta.get("schema_version").map_err(db_err)?.map(|v| le_u32(v.value()));
             match found {
                 None => {
-                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db_err)?;
+                    meta.insert("store_id", rand::random::<u64>().to_le_bytes().as_slice()).map_err(db_err)?;
+                    meta.insert("next_seq", 1u64.to_le_bytes().as_slice()).map_err(db_err)?;
+                }
+                Some(1) => {
+                    // Numbering resumes at the old block ceiling, above every number version 1 handed out.
+                    let ceiling = meta.get("seq_ceiling").map_err(db_err)?.map_or(1, |v| le_u64(v.value()));
+                    meta.remove("seq_ceiling").map_err(db_err)?;
+                    meta.insert("store_id", rand::random::<u64>().to_le_bytes().as_slice()).map_err(db_err)?;
+                    meta.insert("next_seq", ceiling.to_le_bytes().as_slice()).map_err(db_err)?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => return Err(StoreError::Schema { found }),
             }
+            meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db_err)?;
             txn.open_table(SPEC).map_err(db_err)?;
             txn.open_table(MODULES).map_err(db_err)?;
+            txn.open_table(MODULE_META).map_err(db_err)?;
+            txn.open_table(OUTBOX).map_err(db_err)?;
+            txn.open_table(RESTARTS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(Store { db })
     }
+
+    fn meta_u64(&self, key: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let meta = txn.open_table(META).map_err(db_err)?;
+        Ok(meta.get(key).map_err(db_err)?.map_or(0, |v| le_u64(v.value())))
+    }
+
+    pub fn store_id(&self) -> Result<u64, StoreError> {
+        self.meta_u64("store_id")
+    }
+
+    /// The sequence number the next event gets.
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        self.meta_u64("next_seq").map(|n| n.max(1))
+    }
+
+    /// Events the outbox dropped since the store was created.
+    pub fn events_dropped(&self) -> Result<u64, StoreError> {
+        self.meta_u64("events_dropped")
+    }
+
+    // ---- spec ------------------------------------------------------------------------------------------------
 
     /// The last accepted spec, if any.
     pub fn spec(&self) -> Result<Option<NodeSpec>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(SPEC).map_err(db_err)?;
         match table.get("current").map_err(db_err)? {
-            Some(v) => postcard::from_bytes(v.value()).map(Some).map_err(|_| StoreError::CorruptSpec),
+            Some(v) => postcard::from_bytes(v.value()).map(Some).map_err(|_| StoreError::Corrupt { what: "spec" }),
             None => Ok(None),
         }
     }
 
-    pub fn put_spec(&self, spec: &NodeSpec) -> Result<(), StoreError> {
-        let bytes = postcard::to_allocvec(spec).map_err(|_| StoreError::CorruptSpec)?;
+    /// Commits `spec` and marks the modules it references as used at `now_ms`, in one transaction.
+    pub fn put_spec(&self, spec: &NodeSpec, now_ms: u64) -> Result<(), StoreError> {
+        let bytes = postcard::to_allocvec(spec).map_err(|_| StoreError::Corrupt { what: "spec" })?;
         let txn = self.db.begin_write().map_err(db_err)?;
-        txn.open_table(SPEC).map_err(db_err)?.insert("current", bytes.as_slice()).map_err(db_err)?;
+        {
+            txn.open_table(SPEC).map_err(db_err)?.insert("current", bytes.as_slice()).map_err(db_err)?;
+            let mut meta = txn.open_table(MODULE_META).map_err(db_err)?;
+            for sha in spec.instances.iter().map(|i| i.module).collect::<HashSet<_>>() {
+                let size = meta.get(&sha).map_err(db_err)?.map(|v| module_meta(v.value()).0);
+                if let Some(size) = size {
+                    meta.insert(&sha, module_meta_bytes(size, now_ms).as_slice()).map_err(db_err)?;
+                }
+            }
+        }
         txn.commit().map_err(db_err)
     }
+
+    // ---- modules ---------------------------------------------------------------------------------------------
 
     pub fn module(&self, sha: &Sha256) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
@@ -95,24 +157,141 @@ impl Store {
     }
 
     /// Stores verified module bytes under their hash.
-    pub fn put_module(&self, sha: &Sha256, bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn put_module(&self, sha: &Sha256, bytes: &[u8], now_ms: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         txn.open_table(MODULES).map_err(db_err)?.insert(sha, bytes).map_err(db_err)?;
+        txn.open_table(MODULE_META)
+            .map_err(db_err)?
+            .insert(sha, module_meta_bytes(bytes.len() as u64, now_ms).as_slice())
+            .map_err(db_err)?;
         txn.commit().map_err(db_err)
     }
 
-    /// Reserves the next block of event sequence numbers and returns its first number.
-    pub fn reserve_seq_block(&self) -> Result<u64, StoreError> {
+    /// Total bytes of stored modules.
+    pub fn modules_size(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let meta = txn.open_table(MODULE_META).map_err(db_err)?;
+        let mut total = 0;
+        for row in meta.iter().map_err(db_err)? {
+            let (_, v) = row.map_err(db_err)?;
+            total += module_meta(v.value()).0;
+        }
+        Ok(total)
+    }
+
+    /// Evicts modules outside `keep`, least recently referenced first, until the stored modules fit in
+    /// `budget` bytes (modules in `keep` are never evicted, even over budget). Returns the evicted hashes.
+    pub fn evict_modules(&self, keep: &HashSet<Sha256>, budget: u64) -> Result<Vec<Sha256>, StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
-        let start;
+        let mut evicted = Vec::new();
         {
-            let mut meta = txn.open_table(META).map_err(db_err)?;
-            start = meta.get("seq_ceiling").map_err(db_err)?.map_or(1, |v| le_u64(v.value()));
-            meta.insert("seq_ceiling", (start + SEQ_BLOCK).to_le_bytes().as_slice()).map_err(db_err)?;
+            let mut meta = txn.open_table(MODULE_META).map_err(db_err)?;
+            let mut all: Vec<(Sha256, u64, u64)> = Vec::new();
+            for row in meta.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                let (size, used) = module_meta(v.value());
+                all.push((*k.value(), size, used));
+            }
+            let mut total: u64 = all.iter().map(|m| m.1).sum();
+            all.sort_by_key(|m| m.2);
+            let mut modules = txn.open_table(MODULES).map_err(db_err)?;
+            for (sha, size, _) in all {
+                if total <= budget {
+                    break;
+                }
+                if keep.contains(&sha) {
+                    continue;
+                }
+                meta.remove(&sha).map_err(db_err)?;
+                modules.remove(&sha).map_err(db_err)?;
+                total -= size;
+                evicted.push(sha);
+            }
         }
         txn.commit().map_err(db_err)?;
-        Ok(start)
+        Ok(evicted)
     }
+
+    // ---- outbox ----------------------------------------------------------------------------------------------
+
+    /// Every unacknowledged event, oldest first.
+    pub fn outbox(&self) -> Result<Vec<Event>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(OUTBOX).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (_, v) = row.map_err(db_err)?;
+            out.push(postcard::from_bytes(v.value()).map_err(|_| StoreError::Corrupt { what: "outbox event" })?);
+        }
+        Ok(out)
+    }
+
+    /// Appends events (numbered from [`Store::next_seq`] by the caller, contiguously) and moves `next_seq`
+    /// past them; beyond `limit` events the oldest are removed and counted. One transaction.
+    pub fn append_events(&self, events: &[Event], limit: usize) -> Result<Appended, StoreError> {
+        let Some(last) = events.last() else { return Ok(Appended { dropped: 0 }) };
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let mut dropped = 0;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(db_err)?;
+            for e in events {
+                let bytes = postcard::to_allocvec(e).map_err(|_| StoreError::Corrupt { what: "outbox event" })?;
+                outbox.insert(e.seq, bytes.as_slice()).map_err(db_err)?;
+            }
+            while outbox.len().map_err(db_err)? > limit as u64 {
+                outbox.pop_first().map_err(db_err)?;
+                dropped += 1;
+            }
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            meta.insert("next_seq", (last.seq + 1).to_le_bytes().as_slice()).map_err(db_err)?;
+            if dropped > 0 {
+                let before = meta.get("events_dropped").map_err(db_err)?.map_or(0, |v| le_u64(v.value()));
+                meta.insert("events_dropped", (before + dropped).to_le_bytes().as_slice()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(Appended { dropped })
+    }
+
+    /// Forgets every event with a sequence number up to and including `up_to`.
+    pub fn ack_events(&self, up_to: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(OUTBOX).map_err(db_err)?.retain_in(..=up_to, |_, _| false).map_err(db_err)?;
+        txn.commit().map_err(db_err)
+    }
+
+    // ---- restart counters ------------------------------------------------------------------------------------
+
+    /// How many times instance `id` was started again, if the agent ever started it.
+    pub fn restarts(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(RESTARTS).map_err(db_err)?;
+        Ok(table.get(id).map_err(db_err)?.map(|v| v.value()))
+    }
+
+    pub fn put_restarts(&self, id: &str, restarts: u32) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(RESTARTS).map_err(db_err)?.insert(id, restarts).map_err(db_err)?;
+        txn.commit().map_err(db_err)
+    }
+
+    /// Drops the counters of instances not in `keep`.
+    pub fn retain_restarts(&self, keep: &HashSet<&str>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(RESTARTS).map_err(db_err)?.retain(|id, _| keep.contains(id)).map_err(db_err)?;
+        txn.commit().map_err(db_err)
+    }
+}
+
+fn module_meta_bytes(size: u64, used_ms: u64) -> [u8; 16] {
+    let mut b = [0; 16];
+    b[..8].copy_from_slice(&size.to_le_bytes());
+    b[8..].copy_from_slice(&used_ms.to_le_bytes());
+    b
+}
+
+fn module_meta(b: &[u8]) -> (u64, u64) {
+    (le_u64(b.get(..8).unwrap_or_default()), le_u64(b.get(8..16).unwrap_or_default()))
 }
 
 fn le_u32(b: &[u8]) -> u32 {
@@ -126,18 +305,16 @@ fn le_u64(b: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edge_proto::{InstanceSpec, RestartPolicy};
+    use edge_proto::{EventKind, InstanceSpec, RestartPolicy};
 
-    #[test]
-    fn spec_modules_and_sequence_blocks_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = NodeSpec {
-            generation: 4,
+    fn spec(generation: u64, module: Sha256) -> NodeSpec {
+        NodeSpec {
+            generation,
             instances: vec![InstanceSpec {
                 id: "t-1".into(),
                 namespace: "default".into(),
                 workload: "t".into(),
-                module: [1; 32],
+                module,
                 module_size: 3,
                 args: vec![],
                 env: vec![],
@@ -145,18 +322,64 @@ mod tests {
                 memory_limit_bytes: 1 << 20,
                 restart: RestartPolicy::Never,
             }],
-        };
+        }
+    }
+
+    fn event(seq: u64) -> Event {
+        Event { seq, at_ms: seq, instance: "t-1".into(), restarts: 0, kind: EventKind::Stopped }
+    }
+
+    #[test]
+    fn spec_modules_outbox_and_counters_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id;
         {
             let s = Store::open(dir.path()).unwrap();
             assert_eq!(s.spec().unwrap(), None);
-            s.put_spec(&spec).unwrap();
-            s.put_module(&[1; 32], b"abc").unwrap();
-            assert_eq!(s.reserve_seq_block().unwrap(), 1);
+            assert_eq!(s.next_seq().unwrap(), 1);
+            id = s.store_id().unwrap();
+            s.put_module(&[1; 32], b"abc", 1).unwrap();
+            s.put_spec(&spec(4, [1; 32]), 2).unwrap();
+            s.append_events(&[event(1), event(2), event(3)], 100).unwrap();
+            s.ack_events(1).unwrap();
+            s.put_restarts("t-1", 2).unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.spec().unwrap(), Some(spec));
+        assert_eq!(s.store_id().unwrap(), id);
+        assert_eq!(s.spec().unwrap(), Some(spec(4, [1; 32])));
         assert_eq!(s.module(&[1; 32]).unwrap().as_deref(), Some(&b"abc"[..]));
         assert!(!s.has_module(&[2; 32]).unwrap());
-        assert_eq!(s.reserve_seq_block().unwrap(), 1 + SEQ_BLOCK);
+        assert_eq!(s.outbox().unwrap(), vec![event(2), event(3)]);
+        assert_eq!(s.next_seq().unwrap(), 4);
+        assert_eq!(s.restarts("t-1").unwrap(), Some(2));
+        s.retain_restarts(&HashSet::new()).unwrap();
+        assert_eq!(s.restarts("t-1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_the_oldest_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let events: Vec<Event> = (1..=5).map(event).collect();
+        assert_eq!(s.append_events(&events, 3).unwrap(), Appended { dropped: 2 });
+        assert_eq!(s.outbox().unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(s.events_dropped().unwrap(), 2);
+        assert_eq!(s.next_seq().unwrap(), 6);
+    }
+
+    #[test]
+    fn eviction_keeps_referenced_modules_and_goes_least_recent_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.put_module(&[1; 32], &[0; 100], 10).unwrap();
+        s.put_module(&[2; 32], &[0; 100], 20).unwrap();
+        s.put_module(&[3; 32], &[0; 100], 30).unwrap();
+        s.put_spec(&spec(1, [1; 32]), 40).unwrap(); // [1] is now the most recently referenced.
+        let keep: HashSet<Sha256> = [[3; 32]].into();
+        assert_eq!(s.evict_modules(&keep, 150).unwrap(), vec![[2; 32], [1; 32]]);
+        assert!(s.has_module(&[3; 32]).unwrap());
+        assert_eq!(s.modules_size().unwrap(), 100);
+        // Over budget with only referenced modules left: nothing more goes.
+        assert_eq!(s.evict_modules(&keep, 0).unwrap(), Vec::<Sha256>::new());
     }
 }

@@ -7,20 +7,27 @@
 //! **Invariants:**
 //! - Every change to workloads or nodes is committed to the store before the call that made it returns.
 //! - A node's spec generation grows by one exactly when the content of its spec changes.
-//! - Events are applied at most once per (node, sequence number).
+//! - Events are applied at most once per (node, sequence number): the highest applied number is committed with
+//!   the node's record before the agent is told (`EventsAck`) that it may forget them.
+//! - A node is lost once it has been NotReady for `reschedule_after`; a node never heard from since this
+//!   controller started counts as NotReady only from `started + node_timeout`, so a controller restart alone
+//!   never moves anything.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use edge_proto::{
     Channel, EventKind, Heartbeat, Hello, InstanceState, InstanceStatus, LogLine, Message, ModuleChunk, ModuleReply,
-    ModuleRequest, NodeSpec, Topics,
+    ModuleRequest, NodeSpec, Outage, Topics,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::error::ApiError;
-use crate::api::types::{DeployRequest, InstanceView, LogsResponse, ModuleView, NodeView, ResourcesView, WorkloadView};
+use crate::api::types::{
+    ConditionView, DeployRequest, EventStatsView, InstanceView, LogsResponse, ModuleView, NodeDetail, NodeInstanceView,
+    NodeView, OutageView, ResourcesView, WorkloadView,
+};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::logbook::LogBook;
 use crate::model::{workload_key, ModuleRecord, NodeRecord, WorkloadRecord, WorkloadSpec};
@@ -42,17 +49,51 @@ pub struct Publish {
 struct NodeLive {
     online: bool,
     last_heartbeat: Option<Instant>,
+    /// When its Last Will (or a clean `offline` status) arrived.
+    offline_at: Option<Instant>,
     last_seen_ms: Option<u64>,
     applied_generation: u64,
     instances: HashMap<String, InstanceStatus>,
-    /// Highest event sequence number applied; events at or below it are duplicates.
-    last_event_seq: Option<u64>,
+    /// The agent-clock time of the last heartbeat: older events only count, they no longer change state.
+    heartbeat_at_ms: u64,
+    agent_last_event_seq: u64,
+    agent_events_dropped: u64,
+    last_outage: Option<Outage>,
+    events_received: u64,
+    events_duplicate: u64,
+    events_missing: u64,
+    recent_events: VecDeque<String>,
+}
+
+/// Recent events kept per node for `describe node`.
+const RECENT_EVENTS: usize = 20;
+
+/// Timing of the control loops.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// A node silent for this long is NotReady.
+    pub node_timeout: Duration,
+    /// A node NotReady for this long is lost: its reschedulable instances are placed elsewhere.
+    pub reschedule_after: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { node_timeout: Duration::from_secs(6), reschedule_after: Duration::from_secs(30) }
+    }
 }
 
 pub struct Cluster {
     store: Store,
     topics: Topics,
     node_timeout: Duration,
+    reschedule_after: Duration,
+    started: Instant,
+    /// Ready and lost nodes as of the last reconcile pass; the periodic tick reconciles when they change.
+    last_ready: BTreeSet<String>,
+    last_lost: BTreeSet<String>,
+    /// A pass failed (e.g. the store refused a commit): the next tick runs one again.
+    dirty: bool,
     publish: UnboundedSender<Publish>,
     workloads: BTreeMap<String, WorkloadRecord>,
     nodes: BTreeMap<String, NodeRecord>,
@@ -72,7 +113,7 @@ impl Cluster {
     pub fn load(
         store: Store,
         topics: Topics,
-        node_timeout: Duration,
+        timing: Timing,
         publish: UnboundedSender<Publish>,
     ) -> Result<Cluster, crate::store::StoreError> {
         let workloads = store.load_workloads()?.into_iter().map(|w| (w.key(), w)).collect();
@@ -81,7 +122,12 @@ impl Cluster {
         let mut cluster = Cluster {
             store,
             topics,
-            node_timeout,
+            node_timeout: timing.node_timeout,
+            reschedule_after: timing.reschedule_after,
+            started: Instant::now(),
+            last_ready: BTreeSet::new(),
+            last_lost: BTreeSet::new(),
+            dirty: false,
             publish,
             workloads,
             nodes,
@@ -145,7 +191,12 @@ impl Cluster {
                 return Err(ApiError::BadRequest(format!("environment variable name {k:?} is invalid")));
             }
         }
+        let on_node_loss = match req.on_node_loss.as_deref() {
+            None | Some("") => Default::default(),
+            Some(p) => p.parse().map_err(|e: String| ApiError::BadRequest(format!("on_node_loss: {e}")))?,
+        };
         let spec = WorkloadSpec {
+            on_node_loss,
             module,
             replicas: req.replicas,
             cpu_millis: req.cpu_millis,
@@ -263,6 +314,7 @@ impl Cluster {
             cpu_millis: w.spec.cpu_millis,
             memory_bytes: w.spec.memory_bytes,
             restart: w.spec.restart.as_str().into(),
+            on_node_loss: w.spec.on_node_loss.as_str().into(),
             env: w.spec.env.clone(),
             args: w.spec.args.clone(),
             revision: w.revision,
@@ -276,6 +328,47 @@ impl Cluster {
         self.live
             .get(node)
             .is_some_and(|l| l.online && l.last_heartbeat.is_some_and(|t| t.elapsed() < self.node_timeout))
+    }
+
+    /// When `node` became NotReady (possibly in the future for a node not heard from since this controller
+    /// started: it gets one `node_timeout` of grace); `None` while it is Ready.
+    fn not_ready_since(&self, node: &str) -> Option<Instant> {
+        if self.is_ready(node) {
+            return None;
+        }
+        let live = self.live.get(node);
+        let silent = live.and_then(|l| l.last_heartbeat).unwrap_or(self.started) + self.node_timeout;
+        match live.filter(|l| !l.online).and_then(|l| l.offline_at) {
+            Some(will) => Some(will.min(silent)),
+            None => Some(silent),
+        }
+    }
+
+    fn is_lost(&self, node: &str) -> bool {
+        self.not_ready_since(node).is_some_and(|t| Instant::now().saturating_duration_since(t) >= self.reschedule_after)
+    }
+
+    fn ready_condition(&self, node: &str) -> ConditionView {
+        let live = self.live.get(node);
+        let (status, reason) = if self.is_ready(node) {
+            (true, "heartbeats are current".to_string())
+        } else {
+            match live {
+                None => (false, "not heard from since the controller started".to_string()),
+                Some(l) if !l.online && l.offline_at.is_some() => {
+                    (false, "its MQTT connection closed (Last Will received)".to_string())
+                }
+                Some(l) => match l.last_heartbeat {
+                    Some(t) => (false, format!("no heartbeat for {:.1} s", t.elapsed().as_secs_f64())),
+                    None => (false, "no heartbeat yet".to_string()),
+                },
+            }
+        };
+        let since = self.not_ready_since(node).map(|t| {
+            let ago = Instant::now().saturating_duration_since(t);
+            rfc3339_ms(now_ms().saturating_sub(ago.as_millis() as u64))
+        });
+        ConditionView { kind: "Ready".into(), status, reason, since }
     }
 
     fn allocated(&self) -> HashMap<&str, edge_proto::Resources> {
@@ -311,12 +404,67 @@ impl Cluster {
                     arch: n.arch.clone(),
                     engine: n.engine.to_string(),
                     agent_version: n.agent_version.clone(),
-                    last_seen: live.and_then(|l| l.last_seen_ms).map(rfc3339_ms),
+                    last_seen: live
+                        .and_then(|l| l.last_seen_ms)
+                        .or(Some(n.last_seen_ms).filter(|ms| *ms > 0))
+                        .map(rfc3339_ms),
                     generation: live.map_or(0, |l| l.applied_generation),
+                    spec_generation: n.spec_generation,
+                    disconnected: !self.is_ready(&n.name),
                     instances: live.map_or(0, |l| l.instances.len()),
                 }
             })
             .collect()
+    }
+
+    /// Everything `edgectl describe node` shows.
+    pub fn node_detail(&self, name: &str) -> Result<NodeDetail, ApiError> {
+        let node = self
+            .nodes()
+            .into_iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| ApiError::NotFound(format!("node {name} not found")))?;
+        let record = &self.nodes[name];
+        let live = self.live.get(name);
+        let mut instances = Vec::new();
+        for w in self.workloads.values() {
+            for i in w.instances.iter().filter(|i| i.node.as_deref() == Some(name)) {
+                let status = live.and_then(|l| l.instances.get(&i.id));
+                instances.push(NodeInstanceView {
+                    id: i.id.clone(),
+                    namespace: w.namespace.clone(),
+                    workload: w.name.clone(),
+                    state: match (self.is_ready(name), status) {
+                        (false, _) => "Unknown".into(),
+                        (true, Some(s)) => s.state.as_str().into(),
+                        (true, None) => "Pending".into(),
+                    },
+                    restarts: status.map_or(0, |s| s.restarts),
+                    started_at: status.and_then(|s| s.started_at_ms).map(rfc3339_ms),
+                    cpu_millis: w.spec.cpu_millis,
+                    memory_bytes: w.spec.memory_bytes,
+                });
+            }
+        }
+        let events = EventStatsView {
+            applied_up_to: record.last_event_seq,
+            agent_last_seq: live.map_or(0, |l| l.agent_last_event_seq),
+            received: live.map_or(0, |l| l.events_received),
+            duplicates: live.map_or(0, |l| l.events_duplicate),
+            missing: live.map_or(0, |l| l.events_missing),
+            dropped_by_agent: live.map_or(0, |l| l.agent_events_dropped),
+            recent: live.map_or_else(Vec::new, |l| l.recent_events.iter().cloned().collect()),
+        };
+        let last_outage = live.and_then(|l| l.last_outage).map(|o| OutageView {
+            started: rfc3339_ms(o.started_ms),
+            ended: rfc3339_ms(o.ended_ms),
+            duration_ms: o.ended_ms.saturating_sub(o.started_ms),
+            events_buffered: o.events_buffered,
+            events_dropped: o.events_dropped,
+            logs_buffered: o.logs_buffered,
+            logs_dropped: o.logs_dropped,
+        });
+        Ok(NodeDetail { conditions: vec![self.ready_condition(name)], node, instances, events, last_outage })
     }
 
     // ---- reconcile -----------------------------------------------------------------------------------------
@@ -327,8 +475,16 @@ impl Cluster {
         let taken: std::collections::HashSet<String> =
             self.workloads.values().flat_map(|w| w.instances.iter().map(|i| i.id.clone())).collect();
         let mut new_id = unique_ids(taken);
+        self.last_ready = self.nodes.keys().filter(|n| self.is_ready(n)).cloned().collect();
+        self.last_lost = self.nodes.keys().filter(|n| self.is_lost(n)).cloned().collect();
+        let lost: HashSet<String> = self.last_lost.iter().cloned().collect();
         for (key, w) in self.workloads.iter_mut() {
-            if reconcile::prune(w, &mut new_id) {
+            let pruned = reconcile::prune(w, &mut new_id);
+            let replaced = reconcile::replace_lost(w, &lost, &mut new_id);
+            if replaced {
+                tracing::info!(workload = %key, "rescheduling instances off lost nodes");
+            }
+            if pruned || replaced {
                 changed.push(key.clone());
             }
         }
@@ -370,7 +526,9 @@ impl Cluster {
         let mut batch: Vec<Change<'_>> =
             changed.iter().filter_map(|k| self.workloads.get(k)).map(Change::PutWorkload).collect();
         batch.extend(node_updates.iter().map(Change::PutNode));
+        self.dirty = false;
         if let Err(e) = self.store.commit(&batch) {
+            self.dirty = true;
             // Reload what the store holds so memory never runs ahead of it.
             if let Ok(ws) = self.store.load_workloads() {
                 self.workloads = ws.into_iter().map(|w| (w.key(), w)).collect();
@@ -410,9 +568,15 @@ impl Cluster {
             self.workloads.values().flat_map(|w| w.instances.iter().map(move |i| (i.id.clone(), w.key()))).collect();
     }
 
-    /// Periodic work: notices nodes whose heartbeats stopped, and places what became placeable.
+    /// Periodic work: a pass when a node became Ready, NotReady or lost since the last one (cheap otherwise,
+    /// so it can run often and notice a lost node promptly).
     pub fn tick(&mut self) -> Result<(), ApiError> {
-        self.reconcile()
+        let ready: BTreeSet<String> = self.nodes.keys().filter(|n| self.is_ready(n)).cloned().collect();
+        let lost: BTreeSet<String> = self.nodes.keys().filter(|n| self.is_lost(n)).cloned().collect();
+        if self.dirty || ready != self.last_ready || lost != self.last_lost {
+            self.reconcile()?;
+        }
+        Ok(())
     }
 
     // ---- uplink (agents → controller) ----------------------------------------------------------------------
@@ -462,6 +626,7 @@ impl Cluster {
         live.online = online;
         if !online {
             live.last_heartbeat = None;
+            live.offline_at = Some(Instant::now());
         }
         if was_ready != online && self.nodes.contains_key(node) {
             self.reconcile()?;
@@ -488,7 +653,16 @@ impl Cluster {
             spec_generation: 0,
             spec_hash: String::new(),
             first_seen_ms: now,
+            store_id: h.store_id,
+            last_event_seq: 0,
+            last_seen_ms: now,
         });
+        if record.store_id != h.store_id {
+            tracing::info!(node, "the node's agent store is new: its event numbering starts again");
+            record.store_id = h.store_id;
+            record.last_event_seq = 0;
+        }
+        record.last_seen_ms = now;
         record.board = h.board;
         record.arch = h.arch;
         record.engine = h.engine;
@@ -524,6 +698,10 @@ impl Cluster {
         live.last_seen_ms = Some(now_ms());
         live.applied_generation = h.applied_generation;
         live.instances = h.instances.into_iter().map(|s| (s.id.clone(), s)).collect();
+        live.heartbeat_at_ms = h.at_ms;
+        live.agent_last_event_seq = h.last_event_seq;
+        live.agent_events_dropped = h.events_dropped;
+        live.last_outage = h.last_outage;
         if !was_ready && self.nodes.contains_key(node) {
             self.reconcile()?;
         }
@@ -531,13 +709,32 @@ impl Cluster {
     }
 
     fn on_events(&mut self, node: &str, events: Vec<edge_proto::Event>) {
+        let Some(record) = self.nodes.get(node) else {
+            // Not announced yet (its hello comes first on every connection): the agent sends these again.
+            tracing::debug!(node, "events from a node that has not said hello ignored");
+            return;
+        };
+        let mut last = record.last_event_seq;
         let live = self.live.entry(node.to_string()).or_default();
         live.last_seen_ms = Some(now_ms());
         for e in events {
-            if live.last_event_seq.is_some_and(|last| e.seq <= last) {
+            if e.seq <= last {
+                live.events_duplicate += 1;
                 continue;
             }
-            live.last_event_seq = Some(e.seq);
+            if last > 0 && e.seq > last + 1 {
+                // Contiguous numbering on the agent: a gap is events its full outbox dropped.
+                live.events_missing += e.seq - last - 1;
+            }
+            last = e.seq;
+            live.events_received += 1;
+            if live.recent_events.len() >= RECENT_EVENTS {
+                live.recent_events.pop_front();
+            }
+            live.recent_events.push_back(format!("{} #{} {} {:?}", rfc3339_ms(e.at_ms), e.seq, e.instance, e.kind));
+            if e.at_ms < live.heartbeat_at_ms {
+                continue; // Replayed from the outbox: the last heartbeat already says how things stand.
+            }
             let status = live.instances.entry(e.instance.clone()).or_insert_with(|| InstanceStatus {
                 id: e.instance.clone(),
                 state: InstanceState::Starting,
@@ -572,6 +769,21 @@ impl Cluster {
                 }
             }
         }
+        if last != record.last_event_seq {
+            let mut updated = record.clone();
+            updated.last_event_seq = last;
+            if let Err(e) = self.store.commit(&[Change::PutNode(&updated)]) {
+                // Not acknowledged: the agent keeps them and sends them again.
+                tracing::error!(node, error = %e, "cannot persist the event sequence; not acknowledging");
+                return;
+            }
+            self.nodes.insert(node.to_string(), updated);
+        }
+        let _ = self.publish.send(Publish {
+            topic: self.topics.node(node, Channel::Ack),
+            payload: edge_proto::encode(&Message::EventsAck(last)),
+            retain: false,
+        });
     }
 
     fn on_logs(&mut self, node: &str, lines: Vec<LogLine>) {

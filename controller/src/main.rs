@@ -29,6 +29,9 @@ struct Args {
     /// A node silent for this long is NotReady (e.g. 6s, 500ms).
     #[arg(long, default_value = "6s", value_parser = parse_duration)]
     node_timeout: Duration,
+    /// A node NotReady for this long is lost: its reschedulable instances are placed elsewhere (e.g. 30s, 1s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    reschedule_after: Duration,
 }
 
 fn edge_proto_prefix() -> &'static str {
@@ -72,6 +75,7 @@ async fn run() -> anyhow::Result<()> {
     let mut config = ControllerConfig::new(args.data, args.api, broker);
     config.prefix = args.prefix;
     config.node_timeout = args.node_timeout;
+    config.reschedule_after = args.reschedule_after;
     let running = edge_controller::start(config).await.context("cannot start the controller")?;
     println!("edge-controller: API on http://{}, MQTT on {}:{}", running.api_addr, running.mqtt.0, running.mqtt.1);
     wait_for_signal().await;

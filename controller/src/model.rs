@@ -22,6 +22,38 @@ pub struct WorkloadSpec {
     pub args: Vec<String>,
     #[serde(default)]
     pub restart: RestartPolicy,
+    #[serde(default)]
+    pub on_node_loss: NodeLossPolicy,
+}
+
+/// What happens to a workload's instances when their node is lost (NotReady for `--reschedule-after`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeLossPolicy {
+    /// Place them on another node; the lost node stops its copies when it comes back.
+    #[default]
+    Reschedule,
+    /// Keep them bound to their node, shown as `Unknown` until it returns.
+    Stay,
+}
+
+impl NodeLossPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeLossPolicy::Reschedule => "reschedule",
+            NodeLossPolicy::Stay => "stay",
+        }
+    }
+}
+
+impl std::str::FromStr for NodeLossPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reschedule" => Ok(NodeLossPolicy::Reschedule),
+            "stay" => Ok(NodeLossPolicy::Stay),
+            _ => Err(format!("unknown node-loss policy {s:?} (expected reschedule or stay)")),
+        }
+    }
 }
 
 impl WorkloadSpec {
@@ -29,9 +61,11 @@ impl WorkloadSpec {
         Resources { cpu_millis: self.cpu_millis, memory_bytes: self.memory_bytes }
     }
 
-    /// True when the two specs run the same thing (everything but the replica count is equal).
+    /// True when the two specs run the same thing (everything but the replica count and placement policy).
     pub fn same_template(&self, other: &WorkloadSpec) -> bool {
-        WorkloadSpec { replicas: 0, ..self.clone() } == WorkloadSpec { replicas: 0, ..other.clone() }
+        let bare =
+            |s: &WorkloadSpec| WorkloadSpec { replicas: 0, on_node_loss: NodeLossPolicy::default(), ..s.clone() };
+        bare(self) == bare(other)
     }
 }
 
@@ -86,6 +120,15 @@ pub struct NodeRecord {
     #[serde(default)]
     pub spec_hash: String,
     pub first_seen_ms: u64,
+    /// The agent store's id (from its hello); a new one restarts event numbering.
+    #[serde(default)]
+    pub store_id: u64,
+    /// Highest event sequence number applied from this node; events at or below it are duplicates.
+    #[serde(default)]
+    pub last_event_seq: u64,
+    /// Last time the node was heard from, as of the last time this record was written.
+    #[serde(default)]
+    pub last_seen_ms: u64,
 }
 
 /// A module's metadata; its bytes are stored beside it under the same key.

@@ -3,7 +3,9 @@
 //! Two tasks: the event loop task polls the connection, subscribes to every node's uplink channels on each
 //! ConnAck (rumqttc does not resubscribe by itself), re-publishes every spec (the broker may have lost its
 //! retained messages), and hands incoming messages to the [`Cluster`]; the publisher task drains the
-//! cluster's outgoing channel into the client. Reconnects back off with jitter from 1 s to 30 s.
+//! cluster's outgoing channel into the client. Reconnects back off with jitter from 1 s to 30 s; while the
+//! broker's port is plainly unreachable a bare TCP probe about once a second cuts the wait short (as agents do,
+//! see `edge_agent::session`), so the controller is back within a second or so of its broker.
 //!
 //! With the embedded broker, [`run_link`] does the same over rumqttd's in-process link (no socket, no reconnects).
 //! Local links publish at QoS 0; specs stay retained, and every hello gets its node's spec again, so a spec lost
@@ -12,8 +14,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use edge_proto::backoff::Backoff;
 use edge_proto::{Channel, Topics};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{Packet as LinkPacket, Publish as LinkPublish};
 use rumqttd::Notification;
@@ -42,6 +45,7 @@ pub async fn run_event_loop(
     mut eventloop: EventLoop,
     client: AsyncClient,
     topics: Topics,
+    broker: (String, u16),
     cluster: Arc<Mutex<Cluster>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -70,11 +74,22 @@ pub async fn run_event_loop(
             }
             Ok(_) => {}
             Err(e) => {
-                let delay = backoff.next_delay();
+                let delay = backoff.next_delay(rand::random());
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.wait_for(|s| *s) => break,
+                let deadline = tokio::time::Instant::now() + delay;
+                let unreachable = matches!(&e, ConnectionError::Io(_) | ConnectionError::NetworkTimeout);
+                loop {
+                    let step = tokio::time::Instant::now() + Duration::from_millis(700 + rand::random::<u64>() % 600);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(step.min(deadline)) => {}
+                        _ = shutdown.wait_for(|s| *s) => return,
+                    }
+                    let probe = tokio::net::TcpStream::connect((broker.0.as_str(), broker.1));
+                    let reachable =
+                        unreachable && matches!(tokio::time::timeout(Duration::from_secs(1), probe).await, Ok(Ok(_)));
+                    if reachable || tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
                 }
             }
         }
@@ -144,47 +159,4 @@ pub async fn run_link(
 fn lock(cluster: &Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {
     // A panic while holding the lock would be a bug; keep serving with the state as it is rather than dying.
     cluster.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Jittered exponential back-off: 1 s doubling to 30 s, each delay drawn from [d/2, d].
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { next: Duration::from_secs(1) }
-    }
-}
-
-impl Backoff {
-    pub const MAX: Duration = Duration::from_secs(30);
-
-    pub fn reset(&mut self) {
-        self.next = Duration::from_secs(1);
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        use rand::Rng;
-        let d = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        let ms = d.as_millis() as u64;
-        Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_thirty_seconds_with_jitter() {
-        let mut b = Backoff::default();
-        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
-        assert!(delays[7] >= Duration::from_secs(15) && delays[7] <= Backoff::MAX);
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_secs(1));
-    }
 }

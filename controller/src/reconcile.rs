@@ -1,16 +1,18 @@
 //! Reconcile decisions: bring each workload's instance list to its spec and derive every node's desired spec.
 //! Pure: the caller supplies the scheduler snapshot and an id generator; nothing here touches I/O or clocks.
 //!
-//! A pass runs in three steps, each idempotent (running a pass twice changes nothing the second time):
+//! A pass runs in four steps, each idempotent (running a pass twice changes nothing the second time):
 //! 1. [`prune`]: drop instances of an older revision and surplus replicas; add unbound ones up to `replicas`.
-//! 2. [`place_pending`]: bind unbound instances through the scheduler, or record why they cannot be.
-//! 3. [`node_specs`]: group bound instances per node into the specs agents run.
+//! 2. [`replace_lost`]: instances on lost nodes (NotReady for `--reschedule-after`) are replaced by new,
+//!    unbound ones, unless the workload says `stay`.
+//! 3. [`place_pending`]: bind unbound instances through the scheduler, or record why they cannot be.
+//! 4. [`node_specs`]: group bound instances per node into the specs agents run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use edge_proto::InstanceSpec;
 
-use crate::model::{InstanceRecord, WorkloadRecord};
+use crate::model::{InstanceRecord, NodeLossPolicy, WorkloadRecord};
 use crate::scheduler::{NodeSlot, Snapshot};
 
 /// Step 1. Returns true when the instance list changed.
@@ -38,6 +40,22 @@ pub fn prune(w: &mut WorkloadRecord, new_id: &mut impl FnMut(&str) -> String) ->
         w.instances.push(InstanceRecord { id: new_id(&w.name), revision: w.revision, node: None, reason: None });
     }
     w.instances != before
+}
+
+/// Step 2. Replaces each instance bound to a node in `lost` by a new unbound one (a new id: the old one may
+/// still run on the lost node, which stops it once it hears its new spec). Returns true when anything changed.
+pub fn replace_lost(w: &mut WorkloadRecord, lost: &HashSet<String>, new_id: &mut impl FnMut(&str) -> String) -> bool {
+    if w.spec.on_node_loss == NodeLossPolicy::Stay || lost.is_empty() {
+        return false;
+    }
+    let mut changed = false;
+    for i in w.instances.iter_mut() {
+        if i.node.as_ref().is_some_and(|n| lost.contains(n)) {
+            *i = InstanceRecord { id: new_id(&w.name), revision: i.revision, node: None, reason: None };
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Books every bound instance of `workloads` into a snapshot of `nodes`.
@@ -129,6 +147,7 @@ mod tests {
                 env: vec![],
                 args: vec![],
                 restart: Default::default(),
+                on_node_loss: Default::default(),
             },
             revision: 1,
             instances: vec![],
@@ -182,6 +201,29 @@ mod tests {
         assert_eq!(w.instances.len(), 1);
         assert_eq!(w.instances[0].id, "t-4");
         assert_eq!(w.instances[0].node, None);
+    }
+
+    #[test]
+    fn instances_on_lost_nodes_are_replaced_unless_the_workload_stays() {
+        let mut w = workload(2);
+        let mut next = ids();
+        prune(&mut w, &mut next);
+        place_pending(&mut w, &mut snapshot(nodes(), []));
+        let lost: HashSet<String> = ["n1".to_string()].into();
+        let mut stay = w.clone();
+        stay.spec.on_node_loss = NodeLossPolicy::Stay;
+        assert!(!replace_lost(&mut stay, &lost, &mut next));
+        assert!(replace_lost(&mut w, &lost, &mut next));
+        assert_eq!(w.instances[0].id, "t-3");
+        assert_eq!(w.instances[0].node, None);
+        assert_eq!(w.instances[1].node.as_deref(), Some("n2"));
+        // The lost node is NotReady in the snapshot, so the replacement goes elsewhere.
+        let mut slots = nodes();
+        slots[0].blocker = Some(crate::scheduler::Blocker::NotReady);
+        let mut snap = snapshot(slots, [&w]);
+        assert!(place_pending(&mut w, &mut snap));
+        assert_eq!(w.instances[0].node.as_deref(), Some("n2"));
+        assert!(!replace_lost(&mut w, &lost, &mut next));
     }
 
     #[test]

@@ -10,8 +10,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::broker::{self, BrokerError};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Timing};
 use crate::store::{Store, StoreError};
+
+/// How often the control loop checks node readiness.
+const TICK: Duration = Duration::from_millis(200);
 
 /// Where the controller's MQTT traffic goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,8 @@ pub struct ControllerConfig {
     pub prefix: String,
     /// A node that has not heartbeated for this long is NotReady.
     pub node_timeout: Duration,
+    /// A node NotReady for this long is lost: instances of workloads with `on_node_loss: reschedule` move.
+    pub reschedule_after: Duration,
 }
 
 impl ControllerConfig {
@@ -40,6 +45,7 @@ impl ControllerConfig {
             broker,
             prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
             node_timeout: Duration::from_secs(6),
+            reschedule_after: Duration::from_secs(30),
         }
     }
 }
@@ -102,7 +108,12 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
 
     let topics = Topics::new(&config.prefix);
     let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
-    let cluster = Arc::new(Mutex::new(Cluster::load(store, topics.clone(), config.node_timeout, publish_tx)?));
+    let cluster = Arc::new(Mutex::new(Cluster::load(
+        store,
+        topics.clone(),
+        Timing { node_timeout: config.node_timeout, reschedule_after: config.reschedule_after },
+        publish_tx,
+    )?));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let mut tasks = Vec::new();
@@ -122,6 +133,7 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
                 eventloop,
                 client.clone(),
                 topics,
+                mqtt.clone(),
                 cluster.clone(),
                 shutdown_rx.clone(),
             )));
@@ -129,11 +141,12 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         }
     };
 
-    // The control loop: a periodic pass notices silent nodes and places what became placeable.
+    // The control loop: a cheap periodic check notices silent and lost nodes and runs a pass when readiness
+    // changed (every other change runs its pass where it happens).
     let ticker_cluster = cluster.clone();
     let mut ticker_shutdown = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        let mut interval = tokio::time::interval(TICK);
         loop {
             tokio::select! {
                 _ = interval.tick() => {}

@@ -177,6 +177,7 @@ mod tests {
                 env: vec![("K".into(), "V".into())],
                 args: vec![],
                 restart: Default::default(),
+                on_node_loss: Default::default(),
             },
             revision: 1,
             instances: vec![InstanceRecord { id: format!("{name}-x"), revision: 1, node: None, reason: None }],

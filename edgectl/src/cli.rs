@@ -26,6 +26,8 @@ pub enum Command {
     Deploy(DeployArgs),
     /// List nodes or workloads.
     Get(GetArgs),
+    /// Show one node in depth (capacity, conditions, instances, event delivery, last outage).
+    Describe(DescribeArgs),
     /// Print a workload's log lines.
     Logs(LogsArgs),
     /// Delete a workload (its instances are stopped).
@@ -70,12 +72,31 @@ pub struct DeployArgs {
     pub args: Vec<String>,
     #[arg(long, value_enum, default_value_t = Restart::Always)]
     pub restart: Restart,
+    /// When a replica's node is lost: place it elsewhere (reschedule), or keep it bound until the node returns
+    /// (stay).
+    #[arg(long, value_enum, default_value_t = NodeLoss::Reschedule)]
+    pub on_node_loss: NodeLoss,
     /// Return once every replica is Running (or Succeeded); fail with the reason after --timeout.
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits, in seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum NodeLoss {
+    Reschedule,
+    Stay,
+}
+
+impl NodeLoss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeLoss::Reschedule => "reschedule",
+            NodeLoss::Stay => "stay",
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -118,6 +139,21 @@ pub enum GetWhat {
 pub enum Output {
     Table,
     Json,
+}
+
+#[derive(Args)]
+pub struct DescribeArgs {
+    #[arg(value_enum)]
+    pub what: DescribeWhat,
+    pub name: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DescribeWhat {
+    #[value(alias = "nodes", alias = "no")]
+    Node,
 }
 
 #[derive(Args)]

@@ -1,7 +1,9 @@
 //! A small typed client for the controller's HTTP/JSON API.
 
 use anyhow::{anyhow, Context, Result};
-use edge_controller::api::types::{DeployRequest, ErrorBody, LogsResponse, ModuleView, NodeView, WorkloadView};
+use edge_controller::api::types::{
+    DeployRequest, ErrorBody, LogsResponse, ModuleView, NodeDetail, NodeView, WorkloadView,
+};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -85,6 +87,10 @@ impl Client {
 
     pub async fn nodes(&self) -> Result<Vec<NodeView>> {
         self.json(self.request(Method::GET, "/v1/nodes")).await
+    }
+
+    pub async fn node(&self, name: &str) -> Result<NodeDetail> {
+        self.json(self.request(Method::GET, &format!("/v1/nodes/{name}"))).await
     }
 
     pub async fn delete(&self, ns: &str, name: &str) -> Result<()> {

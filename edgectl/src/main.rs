@@ -3,7 +3,6 @@
 mod cli;
 mod client;
 mod cmd;
-mod quantity;
 mod table;
 
 use clap::Parser;
@@ -37,6 +36,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ns = if args.all_namespaces { None } else { Some(ns) };
             cmd::get::run(&client, ns, args.what, args.output).await
         }
+        Command::Describe(args) => match args.what {
+            cli::DescribeWhat::Node => cmd::describe::node(&client, &args.name, args.output).await,
+        },
         Command::Logs(args) => cmd::logs::run(&client, ns, &args.name, args.follow).await,
         Command::Delete(args) => cmd::delete::run(&client, ns, &args.name).await,
     }

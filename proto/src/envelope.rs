@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::message::Message;
 
 /// The protocol version this build speaks. Bump it on any incompatible change to [`Message`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// One payload on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,8 +83,8 @@ mod tests {
 
     use super::*;
     use crate::message::{
-        EngineTarget, Event, EventKind, Hello, InstanceSpec, LogLine, LogStream, NodeSpec, NodeStatus, Resources,
-        RestartPolicy,
+        EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, LogLine, LogStream, NodeSpec, NodeStatus,
+        Outage, Resources, RestartPolicy,
     };
 
     fn hello() -> Message {
@@ -96,6 +96,7 @@ mod tests {
             capacity: Resources { cpu_millis: 4000, memory_bytes: 4 << 30 },
             labels: vec![("zone".to_string(), "a".to_string())],
             applied_generation: 7,
+            store_id: 300,
         })
     }
 
@@ -105,15 +106,15 @@ mod tests {
         assert_eq!(
             encode(&hello()),
             vec![
-                1, 0, 5, 48, 46, 49, 46, 48, 5, 114, 112, 105, 45, 52, 7, 97, 97, 114, 99, 104, 54, 52, 1, 160, 31,
-                128, 128, 128, 128, 16, 1, 4, 122, 111, 110, 101, 1, 97, 7, 0
+                2, 0, 5, 48, 46, 49, 46, 48, 5, 114, 112, 105, 45, 52, 7, 97, 97, 114, 99, 104, 54, 52, 1, 160, 31,
+                128, 128, 128, 128, 16, 1, 4, 122, 111, 110, 101, 1, 97, 7, 172, 2, 0
             ]
         );
     }
 
     #[test]
     fn golden_status() {
-        assert_eq!(encode(&Message::Status(NodeStatus { online: false })), vec![1, 7, 0, 0]);
+        assert_eq!(encode(&Message::Status(NodeStatus { online: false })), vec![2, 7, 0, 0]);
     }
 
     #[test]
@@ -134,7 +135,7 @@ mod tests {
             }],
         });
         let bytes = encode(&spec);
-        assert_eq!(&bytes[..4], &[1, 2, 3, 1]);
+        assert_eq!(&bytes[..4], &[2, 2, 3, 1]);
         assert_eq!(decode(&bytes).unwrap().message, spec);
     }
 
@@ -155,6 +156,22 @@ mod tests {
                 at_ms: 5,
                 line: "boom".to_string(),
             }]),
+            Message::Heartbeat(Heartbeat {
+                at_ms: 8,
+                applied_generation: 2,
+                instances: vec![],
+                events_dropped: 1,
+                last_event_seq: 44,
+                last_outage: Some(Outage {
+                    started_ms: 1,
+                    ended_ms: 2,
+                    events_buffered: 3,
+                    events_dropped: 1,
+                    logs_buffered: 9,
+                    logs_dropped: 0,
+                }),
+            }),
+            Message::EventsAck(44),
         ];
         for m in messages {
             let env = decode(&encode(&m)).unwrap();
@@ -167,8 +184,8 @@ mod tests {
     #[test]
     fn refuses_garbage_versions_and_oversize() {
         assert_eq!(decode(&[]), Err(DecodeError::Malformed));
-        assert_eq!(decode(&[1, 250, 3]), Err(DecodeError::Malformed));
-        assert_eq!(decode(&[2, 0]), Err(DecodeError::UnsupportedVersion(2)));
+        assert_eq!(decode(&[2, 250, 3]), Err(DecodeError::Malformed));
+        assert_eq!(decode(&[1, 0]), Err(DecodeError::UnsupportedVersion(1)));
         let mut trailing = encode(&hello());
         trailing.push(0);
         assert_eq!(decode(&trailing), Err(DecodeError::Malformed));

@@ -7,6 +7,8 @@
 //! - [`message`]: every message body (hello, heartbeat, spec, events, logs, module transfer, status).
 //! - [`envelope`]: the versioned envelope every payload travels in, with room for an authentication tag.
 //! - [`broker`]: broker URLs (`mqtt://HOST:PORT`) as users write them.
+//! - [`quantity`]: Kubernetes-style CPU and memory quantities (`250m`, `64Mi`).
+//! - [`backoff`]: the jittered reconnect back-off both MQTT clients use.
 //! - [`name`]: validation of the names that end up in topics and on disk (nodes, workloads, namespaces).
 //!
 //! **Wire invariant:** payloads are postcard-encoded [`envelope::Envelope`]s. Adding a variant at the end of an
@@ -16,17 +18,19 @@
 
 extern crate alloc;
 
+pub mod backoff;
 pub mod broker;
 pub mod envelope;
 pub mod message;
 pub mod name;
+pub mod quantity;
 pub mod topic;
 
 pub use broker::{parse_broker_url, BadBrokerUrl};
 pub use envelope::{decode, encode, DecodeError, Envelope, PROTOCOL_VERSION};
 pub use message::{
     EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, InstanceState, InstanceStatus, LogLine, LogStream,
-    Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Resources, RestartPolicy, Sha256,
+    Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Outage, Resources, RestartPolicy, Sha256,
 };
 pub use name::{validate_name, NameError};
 pub use topic::{Channel, Topics};

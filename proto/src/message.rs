@@ -1,7 +1,8 @@
 //! Message bodies. Every field is plain data; times are Unix milliseconds (`*_ms`), sizes are bytes.
 //!
 //! Direction of each message (N = node/agent, C = controller):
-//! `Hello`, `Heartbeat`, `Events`, `Logs`, `ModuleRequest`, `Status` go N → C; `Spec` and `ModuleReply` go C → N.
+//! `Hello`, `Heartbeat`, `Events`, `Logs`, `ModuleRequest`, `Status` go N → C; `Spec`, `ModuleReply` and
+//! `EventsAck` go C → N.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -24,6 +25,9 @@ pub enum Message {
     ModuleRequest(ModuleRequest),
     ModuleReply(ModuleReply),
     Status(NodeStatus),
+    /// The controller has applied (and persisted) every event of this node up to and including this sequence
+    /// number; the agent may forget them. Sent after every `Events` batch, duplicates included.
+    EventsAck(u64),
 }
 
 /// CPU in millicores and memory in bytes, as Kubernetes counts them.
@@ -113,6 +117,9 @@ pub struct Hello {
     pub labels: Vec<(String, String)>,
     /// The spec generation the agent has persisted and is running.
     pub applied_generation: u64,
+    /// Random, fixed when the agent's store is created. A new value means a new store whose event sequence
+    /// numbers start again from 1, so the controller forgets the sequence numbers it has seen from this node.
+    pub store_id: u64,
 }
 
 /// Periodic liveness plus the actual state of every instance on the node.
@@ -123,6 +130,25 @@ pub struct Heartbeat {
     pub instances: Vec<InstanceStatus>,
     /// Events dropped from the agent's outbox because it was full, since the agent's store was created.
     pub events_dropped: u64,
+    /// The highest event sequence number the agent has assigned (0: none yet). The controller is caught up
+    /// when it has applied this one.
+    pub last_event_seq: u64,
+    /// The agent's last period without a broker connection, once it has ended.
+    pub last_outage: Option<Outage>,
+}
+
+/// A period during which the agent had no broker connection, and what it buffered meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    pub started_ms: u64,
+    pub ended_ms: u64,
+    /// Events created while disconnected (kept in the outbox and sent on reconnect).
+    pub events_buffered: u64,
+    /// Of those, how many the full outbox had to drop.
+    pub events_dropped: u64,
+    /// Log lines kept in the agent's ring while disconnected, and lines the full ring dropped.
+    pub logs_buffered: u64,
+    pub logs_dropped: u64,
 }
 
 /// Lifecycle state of one instance, as `edgectl get workloads` shows it.

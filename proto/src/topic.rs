@@ -10,6 +10,7 @@
 //! | `logs`         | N → C     | 0   | no       | `Logs`                   |
 //! | `module/req`   | N → C     | 1   | no       | `ModuleRequest`          |
 //! | `module/chunk` | C → N     | 1   | no       | `ModuleReply`            |
+//! | `ack`          | C → N     | 1   | no       | `EventsAck`              |
 
 use alloc::format;
 use alloc::string::String;
@@ -28,10 +29,11 @@ pub enum Channel {
     Logs,
     ModuleRequest,
     ModuleChunk,
+    Ack,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 8] = [
+    pub const ALL: [Channel; 9] = [
         Channel::Status,
         Channel::Hello,
         Channel::Heartbeat,
@@ -40,6 +42,7 @@ impl Channel {
         Channel::Logs,
         Channel::ModuleRequest,
         Channel::ModuleChunk,
+        Channel::Ack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,8 +55,12 @@ impl Channel {
             Channel::Logs => "logs",
             Channel::ModuleRequest => "module/req",
             Channel::ModuleChunk => "module/chunk",
+            Channel::Ack => "ack",
         }
     }
+
+    /// Channels the controller publishes on (and the agent subscribes to).
+    pub const DOWNLINK: [Channel; 3] = [Channel::Spec, Channel::ModuleChunk, Channel::Ack];
 
     /// Channels the agent publishes on (and the controller subscribes to).
     pub const UPLINK: [Channel; 6] =

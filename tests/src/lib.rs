@@ -5,6 +5,14 @@
 //! - [`Fleet`]: a controller plus named agents, all in-process, each agent stoppable on its own.
 //! - [`Api`]: a small JSON client for the controller's HTTP API.
 //! - [`eventually`]: polls a condition until it holds or a deadline passes, then fails loudly.
+//! - [`proc`]: the real binaries as child processes (SIGKILL, restart on the same store).
+//! - [`proxy`]: a TCP proxy to cut one node off its broker and heal it.
+//! - [`wire`]: a test-side MQTT peer that drives one agent with exact specs.
+
+pub mod proc;
+pub mod proxy;
+pub mod scenario;
+pub mod wire;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -59,8 +67,12 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::start_on(free_port())
+    }
+
+    /// On a given port: a broker restarted where the fleet expects it.
+    pub fn start_on(port: u16) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
             .expect("write mosquitto.conf");
@@ -106,8 +118,15 @@ impl Fleet {
     }
 
     pub async fn with_broker(broker: BrokerMode) -> Fleet {
+        Fleet::configured(broker, |_| {}).await
+    }
+
+    /// With the controller's configuration adjusted by `tune` (timeouts, for example).
+    pub async fn configured(broker: BrokerMode, tune: impl Fn(&mut ControllerConfig)) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
-        let controller = start_controller(dir.path(), broker.clone()).await;
+        let mut cfg = controller_config(dir.path(), broker.clone());
+        tune(&mut cfg);
+        let controller = edge_controller::start(cfg).await.expect("controller starts");
         let api = Api::new(controller.api_addr);
         Fleet { dir, controller: Some(controller), api, broker, agents: Vec::new() }
     }
@@ -122,6 +141,11 @@ impl Fleet {
 
     pub fn start_agent(&mut self, name: &str) {
         let (host, port) = self.broker_addr();
+        self.start_agent_at(name, &host, port);
+    }
+
+    /// An agent connecting to `host:port` (e.g. a [`proxy::Proxy`] in front of the broker).
+    pub fn start_agent_at(&mut self, name: &str, host: &str, port: u16) {
         let mut cfg = edge_agent::AgentConfig::new(name, host, port, self.dir.path().join("agents").join(name));
         cfg.heartbeat = Duration::from_millis(500);
         let (tx, rx) = watch::channel(false);
@@ -168,10 +192,14 @@ impl Fleet {
     }
 }
 
-async fn start_controller(dir: &Path, broker: BrokerMode) -> Running {
+fn controller_config(dir: &Path, broker: BrokerMode) -> ControllerConfig {
     let mut cfg = ControllerConfig::new(dir.join("controller"), SocketAddr::from(([127, 0, 0, 1], 0)), broker);
     cfg.node_timeout = Duration::from_secs(3);
-    edge_controller::start(cfg).await.expect("controller starts")
+    cfg
+}
+
+async fn start_controller(dir: &Path, broker: BrokerMode) -> Running {
+    edge_controller::start(controller_config(dir, broker)).await.expect("controller starts")
 }
 
 /// JSON over HTTP to a controller.
@@ -184,6 +212,16 @@ pub struct Api {
 impl Api {
     pub fn new(addr: SocketAddr) -> Api {
         Api { base: format!("http://{addr}"), http: reqwest::Client::new() }
+    }
+
+    /// `None` when the controller cannot be reached or does not answer 2xx with JSON.
+    pub async fn try_get(&self, path: &str) -> Option<Value> {
+        let resp = self.http.get(format!("{}{path}", self.base)).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let text = resp.text().await.ok()?;
+        Some(serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn get(&self, path: &str) -> Value {

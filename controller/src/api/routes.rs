@@ -6,6 +6,7 @@
 //! | `POST /v1/modules` (body: wasm bytes)           | validate and store a module → `ModuleView`    |
 //! | `GET /v1/modules`, `GET /v1/modules/{sha256}`   | list / one                                    |
 //! | `GET /v1/nodes`                                 | `[NodeView]`                                  |
+//! | `GET /v1/nodes/{name}`                          | `NodeDetail`                                  |
 //! | `GET /v1/workloads[?namespace=NS]`              | `[WorkloadView]`                              |
 //! | `PUT /v1/namespaces/{ns}/workloads/{name}`      | create or update from a `DeployRequest`       |
 //! | `GET`/`DELETE /v1/namespaces/{ns}/workloads/{name}` | one / delete                              |
@@ -23,7 +24,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::types::{DeployRequest, LogsResponse, ModuleView, NodeView, WorkloadView};
+use super::types::{DeployRequest, LogsResponse, ModuleView, NodeDetail, NodeView, WorkloadView};
 use crate::cluster::Cluster;
 
 /// Largest module accepted by `POST /v1/modules`.
@@ -37,6 +38,7 @@ pub fn router(cluster: Shared) -> Router {
         .route("/v1/modules", post(upload_module).get(list_modules))
         .route("/v1/modules/{sha}", get(get_module))
         .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{name}", get(get_node))
         .route("/v1/workloads", get(list_workloads))
         .route("/v1/namespaces/{ns}/workloads/{name}", put(deploy).get(get_workload).delete(delete_workload))
         .route("/v1/namespaces/{ns}/workloads/{name}/logs", get(logs))
@@ -63,6 +65,10 @@ async fn get_module(State(c): State<Shared>, Path(sha): Path<String>) -> Result<
 
 async fn list_nodes(State(c): State<Shared>) -> Json<Vec<NodeView>> {
     Json(lock(&c).nodes())
+}
+
+async fn get_node(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeDetail>, ApiError> {
+    lock(&c).node_detail(&name).map(Json)
 }
 
 #[derive(Deserialize)]

@@ -20,6 +20,9 @@ pub struct DeployRequest {
     /// `always` (default), `on-failure` or `never`.
     #[serde(default)]
     pub restart: Option<String>,
+    /// `reschedule` (default): replicas on a lost node are placed elsewhere; `stay`: they wait for it.
+    #[serde(default)]
+    pub on_node_loss: Option<String>,
 }
 
 fn one() -> u32 {
@@ -56,6 +59,8 @@ pub struct WorkloadView {
     pub cpu_millis: u32,
     pub memory_bytes: u64,
     pub restart: String,
+    /// `reschedule` or `stay`.
+    pub on_node_loss: String,
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
     pub revision: u64,
@@ -78,7 +83,73 @@ pub struct NodeView {
     pub last_seen: Option<String>,
     /// The spec generation the node reports as applied.
     pub generation: u64,
+    /// The newest spec generation the controller published for it (equal to `generation` once applied).
+    pub spec_generation: u64,
+    /// True while the node is not connected and heartbeating (Last Will received, or silent too long).
+    pub disconnected: bool,
     pub instances: usize,
+}
+
+/// `GET /v1/nodes/{name}`: what `edgectl describe node` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeDetail {
+    #[serde(flatten)]
+    pub node: NodeView,
+    pub conditions: Vec<ConditionView>,
+    pub instances: Vec<NodeInstanceView>,
+    pub events: EventStatsView,
+    /// The agent's last period without a broker connection, once it ended.
+    pub last_outage: Option<OutageView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConditionView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: bool,
+    pub reason: String,
+    /// RFC 3339: since when the condition has been false.
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInstanceView {
+    pub id: String,
+    pub namespace: String,
+    pub workload: String,
+    pub state: String,
+    pub restarts: u32,
+    pub started_at: Option<String>,
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
+}
+
+/// Event delivery from one node, as the controller counted it since it started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventStatsView {
+    /// Highest sequence number applied (persisted).
+    pub applied_up_to: u64,
+    /// Highest sequence number the agent has assigned (from its last heartbeat).
+    pub agent_last_seq: u64,
+    pub received: u64,
+    pub duplicates: u64,
+    /// Sequence numbers never received (dropped by a full agent outbox).
+    pub missing: u64,
+    /// Events the agent's outbox dropped since its store was created.
+    pub dropped_by_agent: u64,
+    /// The most recent events, one line each.
+    pub recent: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutageView {
+    pub started: String,
+    pub ended: String,
+    pub duration_ms: u64,
+    pub events_buffered: u64,
+    pub events_dropped: u64,
+    pub logs_buffered: u64,
+    pub logs_dropped: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cli::DeployArgs;
 use crate::client::{Client, Refused};
-use crate::quantity::{parse_cpu, parse_memory};
+use edge_proto::quantity::{parse_cpu, parse_memory};
 
 pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
     let path = args.module.display().to_string();
@@ -41,6 +41,7 @@ pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
         env,
         args: args.args,
         restart: Some(args.restart.as_str().to_string()),
+        on_node_loss: Some(args.on_node_loss.as_str().to_string()),
     };
     let w = client.deploy(ns, &args.name, &req).await?;
     println!("workload {ns}/{} deployed (revision {}, {} replicas)", w.name, w.revision, w.replicas);

@@ -5,8 +5,8 @@ use edge_controller::api::types::{NodeView, WorkloadView};
 
 use crate::cli::{GetWhat, Output};
 use crate::client::Client;
-use crate::quantity::{format_cpu, format_memory};
 use crate::table::Table;
+use edge_proto::quantity::{format_cpu, format_memory};
 
 pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, output: Output) -> Result<()> {
     match what {
@@ -29,7 +29,17 @@ pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, output: Outpu
 }
 
 fn nodes_table(nodes: &[NodeView]) -> String {
-    let mut t = Table::new(["NAME", "STATUS", "CPU (ALLOC/CAP)", "MEMORY (ALLOC/CAP)", "ARCH", "ENGINE", "INSTANCES"]);
+    let mut t = Table::new([
+        "NAME",
+        "STATUS",
+        "CPU (ALLOC/CAP)",
+        "MEMORY (ALLOC/CAP)",
+        "ARCH",
+        "ENGINE",
+        "INSTANCES",
+        "GENERATION",
+        "LAST SEEN",
+    ]);
     for n in nodes {
         t.row([
             n.name.clone(),
@@ -39,6 +49,12 @@ fn nodes_table(nodes: &[NodeView]) -> String {
             n.arch.clone(),
             n.engine.clone(),
             n.instances.to_string(),
+            if n.generation == n.spec_generation {
+                n.generation.to_string()
+            } else {
+                format!("{} (want {})", n.generation, n.spec_generation)
+            },
+            n.last_seen.clone().unwrap_or_else(|| "never".into()),
         ]);
     }
     t.render()

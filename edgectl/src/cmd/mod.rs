@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod deploy;
+pub mod describe;
 pub mod dev;
 pub mod get;
 pub mod logs;

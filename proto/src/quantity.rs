@@ -1,4 +1,8 @@
 //! Kubernetes quantity syntax: CPU as `250m` or `0.5` or `2`; memory as `64Mi`, `1G`, `512Ki`, `1048576`.
+//! Shared by `edgectl` flags and the agent's standalone manifests, so both read quantities the same way.
+
+use alloc::format;
+use alloc::string::{String, ToString};
 
 /// Parses a CPU quantity into millicores.
 pub fn parse_cpu(s: &str) -> Result<u32, String> {
@@ -11,7 +15,7 @@ pub fn parse_cpu(s: &str) -> Result<u32, String> {
         if !v.is_finite() || v < 0.0 {
             return Err(bad());
         }
-        (v * 1000.0).round() as u64
+        (v * 1000.0 + 0.5) as u64 // v >= 0: rounds half up without libm
     };
     u32::try_from(millis).map_err(|_| bad())
 }
@@ -43,7 +47,7 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
     if !v.is_finite() || v < 0.0 || v * mult as f64 > u64::MAX as f64 {
         return Err(bad());
     }
-    Ok((v * mult as f64).round() as u64)
+    Ok((v * mult as f64 + 0.5) as u64)
 }
 
 /// Formats bytes the way `get nodes` prints them: `512Mi`, `3.8Gi`.

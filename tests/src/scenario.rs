@@ -1,0 +1,313 @@
+//! Fault scenarios on real processes, shared by the fault tests (which assert) and the `reliability` bench
+//! binary (which prints figures). Each one builds its own fleet in a temporary directory and tears it down.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use edge_proto::{InstanceSpec, NodeSpec, RestartPolicy, Sha256};
+use serde_json::Value;
+
+use crate::proc::{agent_args, binary, controller_args, Proc};
+use crate::wire::Peer;
+use crate::{eventually, example, free_port, Api, Mosquitto};
+
+fn sha256(bytes: &[u8]) -> Sha256 {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn instance(id: String, module: Sha256, size: u64) -> InstanceSpec {
+    InstanceSpec {
+        id,
+        namespace: "default".into(),
+        workload: "t".into(),
+        module,
+        module_size: size,
+        args: vec![],
+        env: vec![],
+        cpu_millis: 10,
+        memory_limit_bytes: 16 << 20,
+        restart: RestartPolicy::Always,
+    }
+}
+
+/// Outcome of [`crash_during_apply`].
+#[derive(Debug, Default)]
+pub struct CrashApply {
+    pub trials: usize,
+    /// Trials after which the agent ran the spec it had before the kill, or the one being applied.
+    pub old: usize,
+    pub new: usize,
+    /// Time from the agent's restart to its first heartbeat (median), over the trials.
+    pub restart_to_report_p50: Duration,
+}
+
+/// `trials` times: publish a new spec (a different number of instances, new ids), SIGKILL the agent 0–40 ms
+/// later, restart it with no spec on offer, and check it runs exactly the old or exactly the new generation.
+/// Panics on a mix, a store that does not open, or a generation that disagrees with the instances.
+pub async fn crash_during_apply(trials: usize) -> CrashApply {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mosquitto = Mosquitto::start();
+    let ticker = example("ticker.wasm");
+    let sha = sha256(&ticker);
+    let size = ticker.len() as u64;
+    let mut peer = Peer::connect(mosquitto.port, "crash", HashMap::from([(sha, ticker)])).await;
+    let data = dir.path().join("agent");
+    let bin = binary("edge-agent");
+    let args = agent_args("crash", mosquitto.port, &data, &[]);
+    let mut agent = Proc::spawn("agent", &bin, &args, dir.path());
+    let ids = |g: u64| -> Vec<String> { (0..1 + g % 3).map(|i| format!("g{g}-{i}")).collect() };
+    let spec =
+        |g: u64| NodeSpec { generation: g, instances: ids(g).into_iter().map(|id| instance(id, sha, size)).collect() };
+    // Generation 1 is applied and running before the first kill (retained: the agent may subscribe later).
+    peer.publish_spec(&spec(1), true).await;
+    peer.heartbeat_where(Duration::from_secs(60), |h| h.applied_generation == 1 && h.instances.len() == 2).await;
+    let mut current = 1u64;
+    let mut report = CrashApply { trials, ..Default::default() };
+    let mut report_times = Vec::new();
+    for _ in 0..trials {
+        let next = current + 1;
+        peer.publish_spec(&spec(next), false).await;
+        tokio::time::sleep(Duration::from_millis(rand_below(40))).await;
+        agent.kill9();
+        let since_ms = edge_agent::clock::now_ms();
+        agent = Proc::spawn("agent", &bin, &args, dir.path());
+        let t0 = Instant::now();
+        let hb = peer.heartbeat_where(Duration::from_secs(30), |h| h.at_ms >= since_ms).await;
+        report_times.push(t0.elapsed());
+        let running: BTreeSet<String> = hb.instances.iter().map(|i| i.id.clone()).collect();
+        let expect: BTreeSet<String> = ids(hb.applied_generation).into_iter().collect();
+        assert!(
+            hb.applied_generation == current || hb.applied_generation == next,
+            "after a kill while applying generation {next} over {current}, the agent reports generation {}",
+            hb.applied_generation
+        );
+        assert_eq!(running, expect, "generation {} but instances {running:?}: a mix", hb.applied_generation);
+        if hb.applied_generation == next {
+            report.new += 1;
+        } else {
+            report.old += 1;
+        }
+        current = hb.applied_generation;
+    }
+    report_times.sort();
+    report.restart_to_report_p50 = report_times.get(report_times.len() / 2).copied().unwrap_or_default();
+    report
+}
+
+fn rand_below(n: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(edge_agent::clock::now_ms());
+    h.finish() % n.max(1)
+}
+
+/// Time from spawning an agent, with its broker down, to its persisted instance running again (its own log
+/// says `Started`). The spec came from a test peer before the broker went away.
+pub async fn agent_restart_offline() -> Duration {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mosquitto = Mosquitto::start();
+    let ticker = example("ticker.wasm");
+    let sha = sha256(&ticker);
+    let size = ticker.len() as u64;
+    let mut peer = Peer::connect(mosquitto.port, "offline", HashMap::from([(sha, ticker)])).await;
+    let data = dir.path().join("agent");
+    let bin = binary("edge-agent");
+    let args = agent_args("offline", mosquitto.port, &data, &[]);
+    let mut agent = Proc::spawn("agent", &bin, &args, dir.path());
+    peer.publish_spec(&NodeSpec { generation: 1, instances: vec![instance("t-1".into(), sha, size)] }, true).await;
+    peer.heartbeat_where(Duration::from_secs(60), |h| {
+        h.instances.iter().any(|i| i.state == edge_proto::InstanceState::Running)
+    })
+    .await;
+    drop(peer);
+    drop(mosquitto);
+    agent.kill9();
+    let agent = Proc::spawn("agent-again", &bin, &args, dir.path());
+    let back = agent.wait_for_output("event=Started", Duration::from_secs(30));
+    assert!(!agent.output().contains("connected to the MQTT broker"), "the broker was supposed to be down");
+    back
+}
+
+/// A controller process with its embedded broker, `agents` agent processes, `tick` (one replica per node) and
+/// a crash-looping `hi` producing events. Used by the outage scenarios.
+pub struct ProcFleet {
+    pub dir: tempfile::TempDir,
+    pub api_port: u16,
+    pub mqtt_port: u16,
+    pub controller: Option<Proc>,
+    pub agents: Vec<Proc>,
+    pub api: Api,
+    controller_extra: Vec<String>,
+}
+
+impl ProcFleet {
+    /// `broker`: `None` for the embedded broker, or the port of an external one.
+    pub async fn start(agents: usize, broker: Option<u16>, controller_extra: &[&str]) -> ProcFleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let api_port = free_port();
+        let mqtt_port = broker.unwrap_or_else(free_port);
+        let mut extra: Vec<String> = controller_extra.iter().map(|s| s.to_string()).collect();
+        if broker.is_some() {
+            extra.extend(["--broker".to_string(), format!("mqtt://127.0.0.1:{mqtt_port}")]);
+        }
+        let mut fleet = ProcFleet {
+            dir,
+            api_port,
+            mqtt_port,
+            controller: None,
+            agents: Vec::new(),
+            api: Api::new(([127, 0, 0, 1], api_port).into()),
+            controller_extra: extra,
+        };
+        fleet.start_controller().await;
+        for i in 1..=agents {
+            fleet.agents.push(fleet.spawn_agent(&format!("n{i}")));
+        }
+        fleet.wait_ready(agents).await;
+        fleet
+    }
+
+    pub async fn start_controller(&mut self) {
+        let data = self.dir.path().join("controller");
+        let extra: Vec<&str> = self.controller_extra.iter().map(String::as_str).collect();
+        let mut args = controller_args(&data, self.api_port, self.mqtt_port, &extra);
+        if self.controller_extra.iter().any(|a| a == "--broker") {
+            // --broker and --mqtt-listen conflict.
+            let i = args.iter().position(|a| a == "--mqtt-listen").expect("flag");
+            args.drain(i..i + 2);
+        }
+        self.controller = Some(Proc::spawn("controller", &binary("edge-controller"), &args, self.dir.path()));
+        let api = self.api.clone();
+        eventually(Duration::from_secs(30), "the controller's API", || {
+            let api = api.clone();
+            async move { api.try_get("/healthz").await.map(|_| ()) }
+        })
+        .await;
+    }
+
+    pub fn spawn_agent(&self, node: &str) -> Proc {
+        let args = agent_args(node, self.mqtt_port, &self.dir.path().join(node), &[]);
+        Proc::spawn(node, &binary("edge-agent"), &args, self.dir.path())
+    }
+
+    pub async fn wait_ready(&self, n: usize) {
+        let api = self.api.clone();
+        eventually(Duration::from_secs(60), &format!("{n} Ready nodes"), || {
+            let api = api.clone();
+            async move {
+                let nodes = api.try_get("/v1/nodes").await?;
+                (nodes.as_array()?.iter().filter(|x| x["status"] == "Ready").count() >= n).then_some(())
+            }
+        })
+        .await
+    }
+
+    /// Deploys `tick` with a replica per agent and a crash-looping `hi`; returns tick's instances once Running.
+    pub async fn deploy_workloads(&self) -> Vec<Value> {
+        let tick = self.api.upload(example("ticker.wasm")).await;
+        let hello = self.api.upload(example("hello.wasm")).await;
+        self.api.deploy("tick", &tick, self.agents.len() as u32).await;
+        self.api.deploy("hi", &hello, 1).await;
+        self.api.wait_running("tick", self.agents.len()).await
+    }
+
+    /// Converged: every node Ready and caught up on events (none missing), and `tick` Running everywhere.
+    pub async fn converged(&self) -> Option<Vec<Value>> {
+        let nodes = self.api.try_get("/v1/nodes").await?;
+        for n in nodes.as_array()? {
+            if n["status"] != "Ready" {
+                return None;
+            }
+            let d = self.api.try_get(&format!("/v1/nodes/{}", n["name"].as_str()?)).await?;
+            let e = &d["events"];
+            if e["applied_up_to"].as_u64()? < e["agent_last_seq"].as_u64()? || e["missing"].as_u64()? != 0 {
+                return None;
+            }
+        }
+        let w = self.api.try_get("/v1/namespaces/default/workloads/tick").await?;
+        let running: Vec<Value> =
+            w["instances"].as_array()?.iter().filter(|i| i["state"] == "Running").cloned().collect();
+        (running.len() == self.agents.len()).then_some(running)
+    }
+
+    /// Waits for [`ProcFleet::converged`]; returns the time it took and tick's instances.
+    pub async fn wait_converged(&self, timeout: Duration) -> (Duration, Vec<Value>) {
+        let t0 = Instant::now();
+        let deadline = t0 + timeout;
+        loop {
+            if let Some(v) = self.converged().await {
+                return (t0.elapsed(), v);
+            }
+            assert!(Instant::now() < deadline, "not converged within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `(node, started_at, restarts)` of each instance, for before/after comparisons.
+pub fn starts(instances: &[Value]) -> BTreeSet<(String, String, u64)> {
+    instances
+        .iter()
+        .map(|i| {
+            (
+                i["node"].as_str().unwrap_or_default().to_string(),
+                i["started_at"].as_str().unwrap_or_default().to_string(),
+                i["restarts"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Outcome of an outage scenario.
+#[derive(Debug)]
+pub struct Outage {
+    pub outage: Duration,
+    /// From the end of the fault (the process is back) to convergence.
+    pub convergence: Duration,
+    /// Instances whose `started_at` or `restarts` changed.
+    pub restarted: usize,
+    /// Events the controller never received (sequence gaps), summed over nodes.
+    pub events_lost: u64,
+    /// Events the agents buffered during the outage, summed over nodes (as their last outage reports say).
+    pub events_buffered: u64,
+}
+
+async fn outage_report(fleet: &ProcFleet, outage: Duration, before: &[Value], back: Instant) -> Outage {
+    let (_, after) = fleet.wait_converged(Duration::from_secs(120)).await;
+    let convergence = back.elapsed();
+    let (b, a) = (starts(before), starts(&after));
+    let restarted = b.difference(&a).count();
+    let mut events_lost = 0;
+    let mut events_buffered = 0;
+    for n in 1..=fleet.agents.len() {
+        let d = fleet.api.get(&format!("/v1/nodes/n{n}")).await;
+        events_lost += d["events"]["missing"].as_u64().unwrap_or(0);
+        events_buffered += d["last_outage"]["events_buffered"].as_u64().unwrap_or(0);
+    }
+    Outage { outage, convergence, restarted, events_lost, events_buffered }
+}
+
+/// The controller (with its embedded broker) SIGKILLed for `outage`, then started again on the same store.
+pub async fn controller_outage(agents: usize, outage: Duration) -> Outage {
+    let mut fleet = ProcFleet::start(agents, None, &[]).await;
+    let before = fleet.deploy_workloads().await;
+    fleet.controller.as_mut().expect("controller").kill9();
+    tokio::time::sleep(outage).await;
+    fleet.start_controller().await;
+    let back = fleet.controller.as_ref().expect("controller").started;
+    outage_report(&fleet, outage, &before, back).await
+}
+
+/// An external Mosquitto stopped for `outage`, then started again on the same port.
+pub async fn broker_outage(agents: usize, outage: Duration) -> Outage {
+    let port = free_port();
+    let mut mosquitto = Some(Mosquitto::start_on(port));
+    let fleet = ProcFleet::start(agents, Some(port), &[]).await;
+    let before = fleet.deploy_workloads().await;
+    drop(mosquitto.take());
+    tokio::time::sleep(outage).await;
+    let back = Instant::now();
+    let _mosquitto = Mosquitto::start_on(port);
+    outage_report(&fleet, outage, &before, back).await
+}

@@ -243,8 +243,9 @@ impl Core {
             Input::Message(Message::Spec(spec)) => {
                 if spec.generation <= self.generation {
                     // Already applied: a retained re-delivery, or a controller that just (re)connected and
-                    // re-published every spec. Either way someone is listening: catch it up now.
-                    if self.awaiting_ack.is_some_and(|t| t.elapsed() >= Duration::from_millis(500)) {
+                    // re-published every spec, possibly after our events went to a broker it was not yet
+                    // subscribed to. Either way someone is listening: catch it up now (duplicates are ignored).
+                    if self.awaiting_ack.is_some() {
                         self.resend_events();
                     }
                     self.heartbeat();

@@ -85,8 +85,12 @@ pub async fn run(
                     let _ = inputs.send(Input::Disconnected);
                 }
                 let wait = backoff.next_delay(rand::random());
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection failed");
                 let probe = unreachable(&e);
+                if probe {
+                    tracing::warn!(error = %e, "broker unreachable; reconnecting as soon as it answers");
+                } else {
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection failed");
+                }
                 tokio::select! {
                     _ = wait_or_reachable(&broker, wait, probe) => {}
                     _ = shutdown.wait_for(|s| *s) => break,

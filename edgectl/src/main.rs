@@ -19,6 +19,7 @@ async fn main() {
             if dev { "info,rumqttd=warn" } else { "warn" }.parse().expect("static filter")
         }))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = run(cli).await {
         eprintln!("error: {e:#}");

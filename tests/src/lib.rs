@@ -229,6 +229,14 @@ impl Api {
         resp.json().await.expect("JSON body")
     }
 
+    /// Sends JSON; `None` when the controller cannot be reached, else the status.
+    pub async fn try_send(&self, method: reqwest::Method, path: &str, json: Value) -> Option<u16> {
+        let resp = self.http.request(method, format!("{}{path}", self.base)).json(&json).send().await.ok()?;
+        let status = resp.status().as_u16();
+        resp.bytes().await.ok()?;
+        Some(status)
+    }
+
     /// Sends `body` and returns the status and the JSON reply.
     pub async fn send(
         &self,

@@ -311,3 +311,67 @@ pub async fn broker_outage(agents: usize, outage: Duration) -> Outage {
     let _mosquitto = Mosquitto::start_on(port);
     outage_report(&fleet, outage, &before, back).await
 }
+
+/// Outcome of [`controller_kill_during_writes`].
+#[derive(Debug)]
+pub struct WriteStream {
+    pub acknowledged: usize,
+    /// Acknowledged writes missing after the restart.
+    pub lost: usize,
+}
+
+/// Four writers stream up to `total` deploys to a controller process, which is SIGKILLed once `kill_after`
+/// writes have been acknowledged; after a restart on the same store, counts acknowledged writes that are gone.
+pub async fn controller_kill_during_writes(total: usize, kill_after: usize) -> WriteStream {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api_port = free_port();
+    let args = controller_args(&dir.path().join("controller"), api_port, free_port(), &[]);
+    let bin = binary("edge-controller");
+    let mut controller = Proc::spawn("controller", &bin, &args, dir.path());
+    let api = Api::new(([127, 0, 0, 1], api_port).into());
+    let ready = || {
+        let api = api.clone();
+        async move { api.try_get("/healthz").await.map(|_| ()) }
+    };
+    eventually(Duration::from_secs(30), "the controller's API", ready).await;
+    let sha = api.upload(example("hello.wasm")).await;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (api, sha, acked) = (api.clone(), sha.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..total / 4 {
+                let name = format!("w{w}-{i}");
+                let body = serde_json::json!({"module": sha, "replicas": 1, "cpu_millis": 10, "memory_bytes": 1 << 20});
+                let path = format!("/v1/namespaces/default/workloads/{name}");
+                match api.try_send(reqwest::Method::PUT, &path, body).await {
+                    Some(200) => {
+                        acked.lock().expect("lock").insert(name);
+                    }
+                    Some(status) => panic!("write {name} refused with {status}"),
+                    None => return, // The controller is gone.
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().expect("lock").len() < kill_after {
+        assert!(Instant::now() < deadline, "fewer than {kill_after} writes acknowledged within 120 s");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    controller.kill9();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    let _controller = Proc::spawn("controller-again", &bin, &args, dir.path());
+    let ready = || {
+        let api = api.clone();
+        async move { api.try_get("/healthz").await.map(|_| ()) }
+    };
+    eventually(Duration::from_secs(30), "the restarted controller's API", ready).await;
+    let all = api.get("/v1/workloads").await;
+    let stored: BTreeSet<String> =
+        all.as_array().expect("array").iter().filter_map(|w| w["name"].as_str().map(str::to_string)).collect();
+    WriteStream { acknowledged: acked.len(), lost: acked.difference(&stored).count() }
+}

@@ -18,6 +18,13 @@ async fn an_agent_killed_while_applying_specs_runs_the_old_or_the_new_generation
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_write_the_controller_acknowledged_survives_its_sigkill() {
+    let r = scenario::controller_kill_during_writes(1_000, 300).await;
+    assert!(r.acknowledged < 1_000, "the kill came too late to test anything: {r:?}");
+    assert_eq!(r.lost, 0, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_restarted_without_a_broker_runs_its_instances_at_once() {
     let back = scenario::agent_restart_offline().await;
     // The goal (≤ 1 s) is measured by the reliability bench; here: well before any reconnect could happen.

@@ -93,7 +93,6 @@ pub struct NodeView {
 /// `GET /v1/nodes/{name}`: what `edgectl describe node` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeDetail {
-    #[serde(flatten)]
     pub node: NodeView,
     pub conditions: Vec<ConditionView>,
     pub instances: Vec<NodeInstanceView>,

@@ -195,7 +195,13 @@ impl Cluster {
             None | Some("") => Default::default(),
             Some(p) => p.parse().map_err(|e: String| ApiError::BadRequest(format!("on_node_loss: {e}")))?,
         };
+        for (k, v) in &req.selector {
+            if k.is_empty() || k.len() > 63 || v.len() > 63 || k.contains('=') || v.contains('=') {
+                return Err(ApiError::BadRequest(format!("selector {k}={v} is invalid")));
+            }
+        }
         let spec = WorkloadSpec {
+            selector: req.selector,
             on_node_loss,
             module,
             replicas: req.replicas,
@@ -315,6 +321,7 @@ impl Cluster {
             memory_bytes: w.spec.memory_bytes,
             restart: w.spec.restart.as_str().into(),
             on_node_loss: w.spec.on_node_loss.as_str().into(),
+            selector: w.spec.selector.clone(),
             env: w.spec.env.clone(),
             args: w.spec.args.clone(),
             revision: w.revision,
@@ -399,7 +406,8 @@ impl Cluster {
                         memory_bytes: n.capacity.memory_bytes,
                     },
                     allocated: ResourcesView { cpu_millis: alloc.cpu_millis, memory_bytes: alloc.memory_bytes },
-                    labels: n.labels.clone(),
+                    labels: n.effective_labels(),
+                    cordoned: n.cordoned,
                     board: n.board.clone(),
                     arch: n.arch.clone(),
                     engine: n.engine.to_string(),
@@ -417,13 +425,62 @@ impl Cluster {
             .collect()
     }
 
-    /// Everything `edgectl describe node` shows.
-    pub fn node_detail(&self, name: &str) -> Result<NodeDetail, ApiError> {
-        let node = self
-            .nodes()
+    /// `edgectl cordon` / `uncordon`: whether the scheduler may place new instances on `name`.
+    pub fn cordon(&mut self, name: &str, cordoned: bool) -> Result<NodeView, ApiError> {
+        self.update_node(name, |n| n.cordoned = cordoned)?;
+        self.reconcile()?;
+        self.node_view(name)
+    }
+
+    /// `edgectl drain`: cordons `name` and moves its reschedulable instances to other nodes.
+    pub fn drain(&mut self, name: &str) -> Result<NodeView, ApiError> {
+        self.update_node(name, |n| n.cordoned = true)?;
+        self.reconcile_draining(&HashSet::from([name.to_string()]))?;
+        self.node_view(name)
+    }
+
+    /// `edgectl label node`: sets and removes user labels (which override the agent's; the agent's own labels
+    /// come from its configuration and return with its next hello).
+    pub fn label(
+        &mut self,
+        name: &str,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<NodeView, ApiError> {
+        for (k, v) in &set {
+            if k.is_empty() || k.len() > 63 || v.len() > 63 || k.contains('=') || v.contains('=') {
+                return Err(ApiError::BadRequest(format!("label {k}={v} is invalid")));
+            }
+        }
+        self.update_node(name, |n| {
+            for k in &remove {
+                n.user_labels.remove(k);
+            }
+            n.user_labels.extend(set);
+        })?;
+        self.reconcile()?;
+        self.node_view(name)
+    }
+
+    fn update_node(&mut self, name: &str, change: impl FnOnce(&mut NodeRecord)) -> Result<(), ApiError> {
+        let mut record =
+            self.nodes.get(name).cloned().ok_or_else(|| ApiError::NotFound(format!("node {name} not found")))?;
+        change(&mut record);
+        self.store.commit(&[Change::PutNode(&record)])?;
+        self.nodes.insert(name.to_string(), record);
+        Ok(())
+    }
+
+    fn node_view(&self, name: &str) -> Result<NodeView, ApiError> {
+        self.nodes()
             .into_iter()
             .find(|n| n.name == name)
-            .ok_or_else(|| ApiError::NotFound(format!("node {name} not found")))?;
+            .ok_or_else(|| ApiError::NotFound(format!("node {name} not found")))
+    }
+
+    /// Everything `edgectl describe node` shows.
+    pub fn node_detail(&self, name: &str) -> Result<NodeDetail, ApiError> {
+        let node = self.node_view(name)?;
         let record = &self.nodes[name];
         let live = self.live.get(name);
         let mut instances = Vec::new();
@@ -471,18 +528,23 @@ impl Cluster {
 
     /// One idempotent pass: replicas kept, pending instances placed, changed node specs committed and published.
     pub fn reconcile(&mut self) -> Result<(), ApiError> {
+        self.reconcile_draining(&HashSet::new())
+    }
+
+    /// A pass that also moves reschedulable instances off `draining` nodes, as if those nodes were lost.
+    fn reconcile_draining(&mut self, draining: &HashSet<String>) -> Result<(), ApiError> {
         let mut changed: Vec<String> = Vec::new();
         let taken: std::collections::HashSet<String> =
             self.workloads.values().flat_map(|w| w.instances.iter().map(|i| i.id.clone())).collect();
         let mut new_id = unique_ids(taken);
         self.last_ready = self.nodes.keys().filter(|n| self.is_ready(n)).cloned().collect();
         self.last_lost = self.nodes.keys().filter(|n| self.is_lost(n)).cloned().collect();
-        let lost: HashSet<String> = self.last_lost.iter().cloned().collect();
+        let lost: HashSet<String> = self.last_lost.iter().chain(draining).cloned().collect();
         for (key, w) in self.workloads.iter_mut() {
             let pruned = reconcile::prune(w, &mut new_id);
             let replaced = reconcile::replace_lost(w, &lost, &mut new_id);
             if replaced {
-                tracing::info!(workload = %key, "rescheduling instances off lost nodes");
+                tracing::info!(workload = %key, "rescheduling instances off lost or drained nodes");
             }
             if pruned || replaced {
                 changed.push(key.clone());
@@ -492,9 +554,11 @@ impl Cluster {
             .nodes
             .values()
             .map(|n| {
-                let mut slot = NodeSlot::new(n.name.clone(), n.capacity);
+                let mut slot = NodeSlot::new(n.name.clone(), n.capacity).with_labels(n.effective_labels());
                 if !self.is_ready(&n.name) {
                     slot.blocker = Some(Blocker::NotReady);
+                } else if n.cordoned {
+                    slot.blocker = Some(Blocker::Cordoned);
                 }
                 slot
             })
@@ -656,6 +720,8 @@ impl Cluster {
             store_id: h.store_id,
             last_event_seq: 0,
             last_seen_ms: now,
+            cordoned: false,
+            user_labels: BTreeMap::new(),
         });
         if record.store_id != h.store_id {
             tracing::info!(node, "the node's agent store is new: its event numbering starts again");

@@ -24,6 +24,9 @@ pub struct WorkloadSpec {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub on_node_loss: NodeLossPolicy,
+    /// Node labels a node must carry to run a replica (`nodeSelector`).
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
 }
 
 /// What happens to a workload's instances when their node is lost (NotReady for `--reschedule-after`).
@@ -129,6 +132,21 @@ pub struct NodeRecord {
     /// Last time the node was heard from, as of the last time this record was written.
     #[serde(default)]
     pub last_seen_ms: u64,
+    /// Set by `edgectl cordon`: the scheduler places nothing new here.
+    #[serde(default)]
+    pub cordoned: bool,
+    /// Labels set with `edgectl label node`; they override the agent's labels with the same key.
+    #[serde(default)]
+    pub user_labels: BTreeMap<String, String>,
+}
+
+impl NodeRecord {
+    /// The labels the scheduler matches: the agent's, overridden by the user's.
+    pub fn effective_labels(&self) -> BTreeMap<String, String> {
+        let mut l = self.labels.clone();
+        l.extend(self.user_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        l
+    }
 }
 
 /// A module's metadata; its bytes are stored beside it under the same key.

@@ -64,8 +64,8 @@ pub fn snapshot<'a>(nodes: Vec<NodeSlot>, workloads: impl IntoIterator<Item = &'
     for w in workloads {
         let key = w.key();
         for i in &w.instances {
-            if let Some(node) = i.node.as_deref().and_then(|n| snap.node_mut(n)) {
-                node.book(&key, w.spec.request());
+            if let Some(node) = i.node.as_deref() {
+                snap.book(node, &key, w.spec.request());
             }
         }
     }
@@ -78,7 +78,7 @@ pub fn place_pending(w: &mut WorkloadRecord, snap: &mut Snapshot) -> bool {
     let request = w.spec.request();
     let mut changed = false;
     for i in w.instances.iter_mut().filter(|i| i.node.is_none()) {
-        let (node, reason) = match snap.place(&key, request) {
+        let (node, reason) = match snap.place_matching(&key, request, &w.spec.selector) {
             Ok(node) => (Some(node), None),
             Err(e) => (None, Some(e.reason)),
         };
@@ -148,6 +148,7 @@ mod tests {
                 args: vec![],
                 restart: Default::default(),
                 on_node_loss: Default::default(),
+                selector: Default::default(),
             },
             revision: 1,
             instances: vec![],

@@ -1,13 +1,14 @@
 //! The scheduler: picks a node for one replica from declared resources. Pure: no I/O, no clock, no randomness.
 //!
-//! A [`Snapshot`] holds every node's allocatable and allocated resources and how many replicas of each workload
-//! it runs. [`Snapshot::place`] filters nodes (Ready, not cordoned, resources fit), scores the survivors (fewest
-//! replicas of the same workload first, to spread; then least allocated; then by name, so the same input always
+//! A [`Snapshot`] holds every node's allocatable and allocated resources, its labels, and how many replicas of
+//! each workload it (and its `zone`) runs. [`Snapshot::place_matching`] filters nodes (Ready, not cordoned, labels
+//! match the workload's selector, resources fit), scores the survivors (fewest replicas of the same workload in the
+//! node's zone first, then on the node, to spread; then least allocated; then by name, so the same input always
 //! gives the same output) and books the request on the winner, so consecutive calls see earlier placements.
 //!
 //! **Invariant:** a node's allocated resources never exceed its allocatable after a placement.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use edge_proto::Resources;
 
@@ -27,11 +28,31 @@ pub struct NodeSlot {
     pub allocated: Resources,
     /// Replicas per workload key already on this node.
     pub replicas: HashMap<String, u32>,
+    pub labels: BTreeMap<String, String>,
 }
+
+/// The node label that names a failure domain; replicas spread over its values first.
+pub const ZONE_LABEL: &str = "zone";
 
 impl NodeSlot {
     pub fn new(name: impl Into<String>, allocatable: Resources) -> NodeSlot {
-        NodeSlot { name: name.into(), blocker: None, allocatable, allocated: Resources::ZERO, replicas: HashMap::new() }
+        NodeSlot {
+            name: name.into(),
+            blocker: None,
+            allocatable,
+            allocated: Resources::ZERO,
+            replicas: HashMap::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> NodeSlot {
+        self.labels = labels;
+        self
+    }
+
+    fn matches(&self, selector: &BTreeMap<String, String>) -> bool {
+        selector.iter().all(|(k, v)| self.labels.get(k) == Some(v))
     }
 
     fn free(&self) -> Resources {
@@ -71,22 +92,57 @@ pub struct Unschedulable {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub nodes: Vec<NodeSlot>,
+    /// Replicas per (zone, workload key), over nodes that carry a zone label.
+    zones: HashMap<(String, String), u32>,
 }
 
 impl Snapshot {
     pub fn new(mut nodes: Vec<NodeSlot>) -> Snapshot {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        Snapshot { nodes }
+        let mut zones = HashMap::new();
+        for n in &nodes {
+            if let Some(z) = n.labels.get(ZONE_LABEL) {
+                for (w, count) in &n.replicas {
+                    *zones.entry((z.clone(), w.clone())).or_default() += count;
+                }
+            }
+        }
+        Snapshot { nodes, zones }
     }
 
     pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeSlot> {
         self.nodes.iter_mut().find(|n| n.name == name)
     }
 
-    /// Places one replica of `workload` needing `request`, books it, and returns the node's name.
+    /// Books an instance already bound to `node` (building a snapshot). Unknown nodes are ignored.
+    pub fn book(&mut self, node: &str, workload: &str, request: Resources) {
+        let Some(i) = self.nodes.iter().position(|n| n.name == node) else { return };
+        self.book_at(i, workload, request);
+    }
+
+    fn book_at(&mut self, i: usize, workload: &str, request: Resources) {
+        let node = &mut self.nodes[i];
+        node.book(workload, request);
+        if let Some(z) = node.labels.get(ZONE_LABEL) {
+            *self.zones.entry((z.clone(), workload.to_string())).or_default() += 1;
+        }
+    }
+
+    /// Places one replica of `workload` needing `request` on any node, books it, and returns the node's name.
     pub fn place(&mut self, workload: &str, request: Resources) -> Result<String, Unschedulable> {
-        let mut best: Option<(u32, u64, usize)> = None;
-        let mut rejections: [usize; 4] = [0; 4]; // not ready, cordoned, insufficient cpu, insufficient memory
+        self.place_matching(workload, request, &BTreeMap::new())
+    }
+
+    /// As [`Snapshot::place`], on a node whose labels include every pair of `selector`.
+    pub fn place_matching(
+        &mut self,
+        workload: &str,
+        request: Resources,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<String, Unschedulable> {
+        let mut best: Option<(u32, u32, u64, usize)> = None;
+        // not ready, cordoned, selector, insufficient cpu, insufficient memory
+        let mut rejections: [usize; 5] = [0; 5];
         for (i, node) in self.nodes.iter().enumerate() {
             match node.blocker {
                 Some(Blocker::NotReady) => {
@@ -99,28 +155,36 @@ impl Snapshot {
                 }
                 None => {}
             }
-            let free = node.free();
-            if request.memory_bytes > free.memory_bytes {
-                rejections[3] += 1;
-                continue;
-            }
-            if request.cpu_millis > free.cpu_millis {
+            if !node.matches(selector) {
                 rejections[2] += 1;
                 continue;
             }
-            let key = (node.replicas.get(workload).copied().unwrap_or(0), node.load_after(request), i);
-            if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
+            let free = node.free();
+            if request.memory_bytes > free.memory_bytes {
+                rejections[4] += 1;
+                continue;
+            }
+            if request.cpu_millis > free.cpu_millis {
+                rejections[3] += 1;
+                continue;
+            }
+            let in_zone = node
+                .labels
+                .get(ZONE_LABEL)
+                .map_or(0, |z| self.zones.get(&(z.clone(), workload.to_string())).copied().unwrap_or(0));
+            let key = (in_zone, node.replicas.get(workload).copied().unwrap_or(0), node.load_after(request), i);
+            if best.is_none_or(|b| (key.0, key.1, key.2) < (b.0, b.1, b.2)) {
                 best = Some(key);
             }
         }
         match best {
-            Some((_, _, i)) => {
-                let node = &mut self.nodes[i];
-                node.book(workload, request);
-                Ok(node.name.clone())
+            Some((_, _, _, i)) => {
+                self.book_at(i, workload, request);
+                Ok(self.nodes[i].name.clone())
             }
             None => {
-                let labels = ["not ready", "cordoned", "insufficient cpu", "insufficient memory"];
+                let labels =
+                    ["not ready", "cordoned", "didn't match node selector", "insufficient cpu", "insufficient memory"];
                 let parts: Vec<String> = rejections
                     .iter()
                     .zip(labels)
@@ -183,6 +247,26 @@ mod tests {
         let err = s.place("ns/w", res(5000, 1)).unwrap_err();
         assert_eq!(err.reason, "0/3 nodes available: 1 cordoned, 2 insufficient cpu");
         assert_eq!(Snapshot::default().place("x", res(1, 1)).unwrap_err().reason, "0/0 nodes available");
+    }
+
+    #[test]
+    fn selectors_filter_and_zones_spread_first() {
+        let label = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let mut s = Snapshot::new(vec![
+            NodeSlot::new("a1", res(4000, 1024)).with_labels(label(&[("zone", "a"), ("board", "rpi-4")])),
+            NodeSlot::new("a2", res(4000, 1024)).with_labels(label(&[("zone", "a"), ("board", "rpi-4")])),
+            NodeSlot::new("b1", res(4000, 1024)).with_labels(label(&[("zone", "b"), ("board", "rpi-4")])),
+            NodeSlot::new("c1", res(4000, 1024)).with_labels(label(&[("board", "rpi-5")])),
+        ]);
+        let pi4 = label(&[("board", "rpi-4")]);
+        // Zone a holds two nodes, zone b one: the second replica still goes to zone b.
+        assert_eq!(s.place_matching("ns/w", res(10, 1), &pi4).unwrap(), "a1");
+        assert_eq!(s.place_matching("ns/w", res(10, 1), &pi4).unwrap(), "b1");
+        assert_eq!(s.place_matching("ns/w", res(10, 1), &pi4).unwrap(), "a2");
+        let err = s.place_matching("ns/w", res(10, 1), &label(&[("board", "esp32")])).unwrap_err();
+        assert_eq!(err.reason, "0/4 nodes available: 4 didn't match node selector");
     }
 
     #[test]

@@ -178,6 +178,7 @@ mod tests {
                 args: vec![],
                 restart: Default::default(),
                 on_node_loss: Default::default(),
+                selector: Default::default(),
             },
             revision: 1,
             instances: vec![InstanceRecord { id: format!("{name}-x"), revision: 1, node: None, reason: None }],

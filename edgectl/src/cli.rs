@@ -28,6 +28,14 @@ pub enum Command {
     Get(GetArgs),
     /// Show one node in depth (capacity, conditions, instances, event delivery, last outage).
     Describe(DescribeArgs),
+    /// Mark a node unschedulable: nothing new is placed on it (running instances stay).
+    Cordon(NodeArgs),
+    /// Make a cordoned node schedulable again.
+    Uncordon(NodeArgs),
+    /// Cordon a node and move its reschedulable instances to other nodes.
+    Drain(NodeArgs),
+    /// Set (k=v) or remove (k-) labels on a node: `edgectl label node NAME zone=a board-`.
+    Label(LabelArgs),
     /// Print a workload's log lines.
     Logs(LogsArgs),
     /// Delete a workload (its instances are stopped).
@@ -72,6 +80,9 @@ pub struct DeployArgs {
     pub args: Vec<String>,
     #[arg(long, value_enum, default_value_t = Restart::Always)]
     pub restart: Restart,
+    /// Run only on nodes carrying this label K=V (repeatable; all must match).
+    #[arg(long = "selector", value_name = "K=V")]
+    pub selector: Vec<String>,
     /// When a replica's node is lost: place it elsewhere (reschedule), or keep it bound until the node returns
     /// (stay).
     #[arg(long, value_enum, default_value_t = NodeLoss::Reschedule)]
@@ -139,6 +150,22 @@ pub enum GetWhat {
 pub enum Output {
     Table,
     Json,
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// The node's name.
+    pub node: String,
+}
+
+#[derive(Args)]
+pub struct LabelArgs {
+    #[arg(value_enum)]
+    pub what: DescribeWhat,
+    pub node: String,
+    /// K=V sets a label, K- removes one set earlier with this command.
+    #[arg(required = true)]
+    pub labels: Vec<String>,
 }
 
 #[derive(Args)]

@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use edge_controller::api::types::{
-    DeployRequest, ErrorBody, LogsResponse, ModuleView, NodeDetail, NodeView, WorkloadView,
+    DeployRequest, ErrorBody, LabelRequest, LogsResponse, ModuleView, NodeDetail, NodeView, WorkloadView,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -91,6 +91,14 @@ impl Client {
 
     pub async fn node(&self, name: &str) -> Result<NodeDetail> {
         self.json(self.request(Method::GET, &format!("/v1/nodes/{name}"))).await
+    }
+
+    pub async fn node_op(&self, name: &str, op: &str) -> Result<NodeView> {
+        self.json(self.request(Method::POST, &format!("/v1/nodes/{name}/{op}"))).await
+    }
+
+    pub async fn label(&self, name: &str, req: &LabelRequest) -> Result<NodeView> {
+        self.json(self.request(Method::PUT, &format!("/v1/nodes/{name}/labels")).json(req)).await
     }
 
     pub async fn delete(&self, ns: &str, name: &str) -> Result<()> {

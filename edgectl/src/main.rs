@@ -40,6 +40,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Describe(args) => match args.what {
             cli::DescribeWhat::Node => cmd::describe::node(&client, &args.name, args.output).await,
         },
+        Command::Cordon(a) => cmd::node::run(&client, &a.node, cmd::node::Op::Cordon).await,
+        Command::Uncordon(a) => cmd::node::run(&client, &a.node, cmd::node::Op::Uncordon).await,
+        Command::Drain(a) => cmd::node::run(&client, &a.node, cmd::node::Op::Drain).await,
+        Command::Label(a) => cmd::node::label(&client, &a.node, &a.labels).await,
         Command::Logs(args) => cmd::logs::run(&client, ns, &args.name, args.follow).await,
         Command::Delete(args) => cmd::delete::run(&client, ns, &args.name).await,
     }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use edge_agent::AgentConfig;
 use edge_controller::{BrokerMode, ControllerConfig, Running};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -146,8 +147,14 @@ impl Fleet {
 
     /// An agent connecting to `host:port` (e.g. a [`proxy::Proxy`] in front of the broker).
     pub fn start_agent_at(&mut self, name: &str, host: &str, port: u16) {
+        self.start_agent_with(name, host, port, |_| {});
+    }
+
+    /// An agent whose configuration `tune` adjusts (capacity, labels, …).
+    pub fn start_agent_with(&mut self, name: &str, host: &str, port: u16, tune: impl FnOnce(&mut AgentConfig)) {
         let mut cfg = edge_agent::AgentConfig::new(name, host, port, self.dir.path().join("agents").join(name));
         cfg.heartbeat = Duration::from_millis(500);
+        tune(&mut cfg);
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             if let Err(e) = edge_agent::run(cfg, rx).await {
@@ -166,6 +173,14 @@ impl Fleet {
         let c = start_controller(self.dir.path(), BrokerMode::External { host, port }).await;
         self.api = Api::new(c.api_addr);
         self.controller = Some(c);
+    }
+
+    /// Stops one agent cleanly (its instances stop with it); it can be started again on the same store.
+    pub async fn stop_agent(&mut self, name: &str) {
+        let Some(i) = self.agents.iter().position(|(n, _, _)| n == name) else { panic!("no agent {name}") };
+        let (_, tx, task) = self.agents.remove(i);
+        let _ = tx.send(true);
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("agent stops within 10 s").expect("agent");
     }
 
     pub async fn wait_ready_nodes(&self, n: usize) {
@@ -266,14 +281,28 @@ impl Api {
     }
 
     pub async fn deploy(&self, name: &str, module: &str, replicas: u32) -> Value {
-        let body = serde_json::json!({
+        self.deploy_with(name, module, replicas, serde_json::json!({})).await
+    }
+
+    /// A deploy whose body gets the fields of `extra` (e.g. `{"selector": {"zone": "a"}}`).
+    pub async fn deploy_with(&self, name: &str, module: &str, replicas: u32, extra: Value) -> Value {
+        let mut body = serde_json::json!({
             "module": module, "replicas": replicas, "cpu_millis": 100, "memory_bytes": 32u64 << 20,
         });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            body[k] = v;
+        }
         let (status, v) = self
             .send(reqwest::Method::PUT, &format!("/v1/namespaces/default/workloads/{name}"), None, Some(body))
             .await;
         assert_eq!(status, 200, "deploy refused: {v}");
         v
+    }
+
+    /// `POST`s to a node operation (`cordon`, `uncordon`, `drain`) and checks it succeeded.
+    pub async fn node_op(&self, node: &str, op: &str) {
+        let (status, v) = self.send(reqwest::Method::POST, &format!("/v1/nodes/{node}/{op}"), None, None).await;
+        assert_eq!(status, 200, "{op} {node}: {v}");
     }
 
     pub async fn workload(&self, name: &str) -> Value {

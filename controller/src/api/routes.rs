@@ -7,6 +7,8 @@
 //! | `GET /v1/modules`, `GET /v1/modules/{sha256}`   | list / one                                    |
 //! | `GET /v1/nodes`                                 | `[NodeView]`                                  |
 //! | `GET /v1/nodes/{name}`                          | `NodeDetail`                                  |
+//! | `POST /v1/nodes/{name}/cordon`, `…/uncordon`, `…/drain` | node operations → `NodeView`          |
+//! | `PUT /v1/nodes/{name}/labels` (`LabelRequest`)  | set / remove user labels → `NodeView`         |
 //! | `GET /v1/workloads[?namespace=NS]`              | `[WorkloadView]`                              |
 //! | `PUT /v1/namespaces/{ns}/workloads/{name}`      | create or update from a `DeployRequest`       |
 //! | `GET`/`DELETE /v1/namespaces/{ns}/workloads/{name}` | one / delete                              |
@@ -24,7 +26,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::types::{DeployRequest, LogsResponse, ModuleView, NodeDetail, NodeView, WorkloadView};
+use super::types::{DeployRequest, LabelRequest, LogsResponse, ModuleView, NodeDetail, NodeView, WorkloadView};
 use crate::cluster::Cluster;
 
 /// Largest module accepted by `POST /v1/modules`.
@@ -39,6 +41,10 @@ pub fn router(cluster: Shared) -> Router {
         .route("/v1/modules/{sha}", get(get_module))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{name}", get(get_node))
+        .route("/v1/nodes/{name}/cordon", post(cordon))
+        .route("/v1/nodes/{name}/uncordon", post(uncordon))
+        .route("/v1/nodes/{name}/drain", post(drain))
+        .route("/v1/nodes/{name}/labels", put(label))
         .route("/v1/workloads", get(list_workloads))
         .route("/v1/namespaces/{ns}/workloads/{name}", put(deploy).get(get_workload).delete(delete_workload))
         .route("/v1/namespaces/{ns}/workloads/{name}/logs", get(logs))
@@ -69,6 +75,27 @@ async fn list_nodes(State(c): State<Shared>) -> Json<Vec<NodeView>> {
 
 async fn get_node(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeDetail>, ApiError> {
     lock(&c).node_detail(&name).map(Json)
+}
+
+async fn cordon(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
+    lock(&c).cordon(&name, true).map(Json)
+}
+
+async fn uncordon(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
+    lock(&c).cordon(&name, false).map(Json)
+}
+
+async fn drain(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
+    lock(&c).drain(&name).map(Json)
+}
+
+async fn label(
+    State(c): State<Shared>,
+    Path(name): Path<String>,
+    body: Result<Json<LabelRequest>, JsonRejection>,
+) -> Result<Json<NodeView>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid label request: {}", e.body_text())))?;
+    lock(&c).label(&name, req.set, req.remove).map(Json)
 }
 
 #[derive(Deserialize)]

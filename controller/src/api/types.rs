@@ -23,6 +23,18 @@ pub struct DeployRequest {
     /// `reschedule` (default): replicas on a lost node are placed elsewhere; `stay`: they wait for it.
     #[serde(default)]
     pub on_node_loss: Option<String>,
+    /// Labels a node must carry to run a replica (`nodeSelector`).
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+}
+
+/// Body of `PUT /v1/nodes/{name}/labels`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabelRequest {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -61,6 +73,7 @@ pub struct WorkloadView {
     pub restart: String,
     /// `reschedule` or `stay`.
     pub on_node_loss: String,
+    pub selector: BTreeMap<String, String>,
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
     pub revision: u64,
@@ -74,7 +87,10 @@ pub struct NodeView {
     pub status: String,
     pub capacity: ResourcesView,
     pub allocated: ResourcesView,
+    /// The agent's labels, overridden by those set with `edgectl label node`.
     pub labels: BTreeMap<String, String>,
+    /// Set by `edgectl cordon` (or `drain`): nothing new is placed here.
+    pub cordoned: bool,
     pub board: String,
     pub arch: String,
     pub engine: String,

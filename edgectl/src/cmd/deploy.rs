@@ -19,6 +19,11 @@ pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
         let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--env {kv:?}: expected K=V"))?;
         env.push((k.to_string(), v.to_string()));
     }
+    let mut selector = std::collections::BTreeMap::new();
+    for kv in &args.selector {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--selector {kv:?}: expected K=V"))?;
+        selector.insert(k.to_string(), v.to_string());
+    }
     let bytes = std::fs::read(&args.module).with_context(|| format!("cannot read {path}"))?;
     let sha = hex::encode(Sha256::digest(&bytes));
     // Content-addressed: skip the upload when the controller already has these bytes.
@@ -42,6 +47,7 @@ pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
         args: args.args,
         restart: Some(args.restart.as_str().to_string()),
         on_node_loss: Some(args.on_node_loss.as_str().to_string()),
+        selector,
     };
     let w = client.deploy(ns, &args.name, &req).await?;
     println!("workload {ns}/{} deployed (revision {}, {} replicas)", w.name, w.revision, w.replicas);

@@ -43,7 +43,7 @@ fn nodes_table(nodes: &[NodeView]) -> String {
     for n in nodes {
         t.row([
             n.name.clone(),
-            n.status.clone(),
+            if n.cordoned { format!("{},SchedulingDisabled", n.status) } else { n.status.clone() },
             format!("{}/{}", format_cpu(n.allocated.cpu_millis), format_cpu(n.capacity.cpu_millis)),
             format!("{}/{}", format_memory(n.allocated.memory_bytes), format_memory(n.capacity.memory_bytes)),
             n.arch.clone(),

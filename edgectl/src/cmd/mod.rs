@@ -6,3 +6,4 @@ pub mod describe;
 pub mod dev;
 pub mod get;
 pub mod logs;
+pub mod node;

@@ -1,0 +1,124 @@
+//! Control-plane behaviour end to end: cordon, drain, selectors and labels, Pending replicas placed when a node
+//! joins, and `stay` workloads that wait for their node. Real controller, agents, broker and wasmtime.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use edge_controller::BrokerMode;
+use edge_tests::{eventually, example, free_port, Api, Fleet};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn nodes_of(w: &Value) -> BTreeSet<String> {
+    w["instances"].as_array().unwrap().iter().filter_map(|i| i["node"].as_str().map(str::to_string)).collect()
+}
+
+async fn wait_nodes(api: &Api, name: &str, want: &[&str]) -> Value {
+    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+    let api = api.clone();
+    eventually(Duration::from_secs(30), &format!("{name} Running on {want:?}"), || {
+        let (api, want) = (api.clone(), want.clone());
+        async move {
+            let w = api.workload(name).await;
+            let running = w["instances"].as_array()?.iter().all(|i| i["state"] == "Running");
+            (running && nodes_of(&w) == want).then_some(w)
+        }
+    })
+    .await
+}
+
+async fn fleet(nodes: &[&str], tune: impl Fn(&mut edge_controller::ControllerConfig)) -> Fleet {
+    let broker = BrokerMode::Embedded(SocketAddr::from(([127, 0, 0, 1], free_port())));
+    let mut f = Fleet::configured(broker, tune).await;
+    for n in nodes {
+        f.start_agent(n);
+    }
+    f.wait_ready_nodes(nodes.len()).await;
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cordon_keeps_new_replicas_off_and_drain_moves_them_away() {
+    let f = fleet(&["a", "b", "c"], |_| {}).await;
+    let api = f.api.clone();
+    let sha = api.upload(example("ticker.wasm")).await;
+    api.node_op("a", "cordon").await;
+    let nodes = api.get("/v1/nodes").await;
+    assert_eq!(nodes[0]["cordoned"], true, "{nodes}");
+    api.deploy("tick", &sha, 2).await;
+    wait_nodes(&api, "tick", &["b", "c"]).await;
+    api.node_op("a", "uncordon").await;
+    api.node_op("b", "drain").await;
+    wait_nodes(&api, "tick", &["a", "c"]).await;
+    // The drained node stopped its copy and stays cordoned.
+    eventually(Duration::from_secs(20), "b to run nothing", || {
+        let api = api.clone();
+        async move {
+            let b = api.get("/v1/nodes/b").await;
+            (b["node"]["instances"] == 0 && b["node"]["cordoned"] == true).then_some(())
+        }
+    })
+    .await;
+    let (status, v) = api.send(Method::POST, "/v1/nodes/nope/cordon", None, None).await;
+    assert_eq!((status, v["error"].as_str()), (404, Some("node nope not found")));
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn selectors_wait_for_a_matching_label() {
+    let f = fleet(&["a", "b"], |_| {}).await;
+    let api = f.api.clone();
+    let sha = api.upload(example("ticker.wasm")).await;
+    api.deploy_with("tick", &sha, 1, json!({"selector": {"board": "rpi-9"}})).await;
+    let w = api.workload("tick").await;
+    assert_eq!(w["instances"][0]["state"], "Pending");
+    assert_eq!(w["instances"][0]["reason"], "0/2 nodes available: 2 didn't match node selector");
+    let (status, v) = api.send(Method::PUT, "/v1/nodes/b/labels", None, Some(json!({"set": {"board": "rpi-9"}}))).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["labels"]["board"], "rpi-9");
+    wait_nodes(&api, "tick", &["b"]).await;
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pending_replica_is_placed_when_a_node_with_room_joins() {
+    let mut f = fleet(&["small"], |_| {}).await;
+    let api = f.api.clone();
+    let sha = api.upload(example("ticker.wasm")).await;
+    let body = json!({"module": sha, "replicas": 1, "cpu_millis": 100, "memory_bytes": 100u64 << 30});
+    let (status, w) = api.send(Method::PUT, "/v1/namespaces/default/workloads/big", None, Some(body)).await;
+    assert_eq!(status, 200, "{w}");
+    assert_eq!(w["instances"][0]["reason"], "0/1 nodes available: 1 insufficient memory");
+    let (host, port) = f.broker_addr();
+    f.start_agent_with("large", &host, port, |c| c.memory_bytes = Some(200 << 30));
+    wait_nodes(&api, "big", &["large"]).await;
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stay_workload_waits_for_its_node_and_a_reschedule_one_moves() {
+    let mut f = fleet(&["a", "b"], |c| {
+        c.node_timeout = Duration::from_secs(1);
+        c.reschedule_after = Duration::from_secs(1);
+    })
+    .await;
+    let api = f.api.clone();
+    let sha = api.upload(example("ticker.wasm")).await;
+    api.node_op("b", "cordon").await;
+    api.deploy_with("keep", &sha, 1, json!({"on_node_loss": "stay"})).await;
+    api.deploy("move", &sha, 1).await;
+    wait_nodes(&api, "keep", &["a"]).await;
+    wait_nodes(&api, "move", &["a"]).await;
+    api.node_op("b", "uncordon").await;
+    f.stop_agent("a").await;
+    // `move` goes to b; `keep` stays bound to a, Unknown, with no replacement.
+    wait_nodes(&api, "move", &["b"]).await;
+    let keep = api.workload("keep").await;
+    assert_eq!(keep["instances"].as_array().unwrap().len(), 1, "{keep}");
+    assert_eq!((&keep["instances"][0]["node"], &keep["instances"][0]["state"]), (&json!("a"), &json!("Unknown")));
+    let (host, port) = f.broker_addr();
+    f.start_agent_with("a", &host, port, |_| {});
+    wait_nodes(&api, "keep", &["a"]).await;
+    f.stop().await;
+}

@@ -21,6 +21,9 @@ pub struct AgentConfig {
     pub cpu_millis: Option<u32>,
     /// Overrides the memory capacity (else the board profile, else what the system reports).
     pub memory_bytes: Option<u64>,
+    /// Overrides the resources kept back for the agent and the OS (else the board profile's, else
+    /// [`DEFAULT_RESERVE`]).
+    pub reserved: Option<Resources>,
     pub labels: Vec<(String, String)>,
     pub heartbeat: Duration,
     pub prefix: String,
@@ -38,6 +41,7 @@ impl AgentConfig {
             board: None,
             cpu_millis: None,
             memory_bytes: None,
+            reserved: None,
             labels: Vec::new(),
             heartbeat: Duration::from_secs(2),
             prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
@@ -46,6 +50,9 @@ impl AgentConfig {
     }
 }
 
+/// Kept back on a machine without a board profile: about what the agent itself needs.
+pub const DEFAULT_RESERVE: Resources = Resources { cpu_millis: 100, memory_bytes: 64 * 1024 * 1024 };
+
 /// What the agent tells the controller about its node.
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {
@@ -53,6 +60,7 @@ pub struct NodeIdentity {
     pub arch: String,
     pub engine: EngineTarget,
     pub capacity: Resources,
+    pub reserved: Resources,
     pub labels: Vec<(String, String)>,
 }
 
@@ -84,6 +92,10 @@ impl NodeIdentity {
             arch: std::env::consts::ARCH.to_string(),
             engine: native_engine(),
             capacity,
+            reserved: config.reserved.unwrap_or(match board {
+                Some(b) => Resources { cpu_millis: b.reserved_cpu_millis, memory_bytes: b.reserved_memory_bytes },
+                None => DEFAULT_RESERVE,
+            }),
             labels,
         })
     }
@@ -123,6 +135,8 @@ mod tests {
         c.board = Some("rpi-4".into());
         let pi = NodeIdentity::resolve(&c).unwrap();
         assert_eq!(pi.capacity.cpu_millis, 4000);
+        assert_eq!(pi.reserved.cpu_millis, 200);
+        assert_eq!(sys.reserved, DEFAULT_RESERVE);
         assert_eq!(pi.labels, [("board".to_string(), "rpi-4".to_string())]);
         c.cpu_millis = Some(1500);
         assert_eq!(NodeIdentity::resolve(&c).unwrap().capacity.cpu_millis, 1500);

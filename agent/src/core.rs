@@ -319,6 +319,7 @@ impl Core {
             labels: self.identity.labels.clone(),
             applied_generation: self.generation,
             store_id: self.store_id,
+            reserved: self.identity.reserved,
         }
     }
 

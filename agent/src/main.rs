@@ -28,6 +28,12 @@ struct Args {
     /// Memory capacity in bytes (overrides the board and the system).
     #[arg(long)]
     memory: Option<u64>,
+    /// CPU kept back for the agent and the OS, e.g. 200m (overrides the board's reserve).
+    #[arg(long)]
+    reserve_cpu: Option<String>,
+    /// Memory kept back for the agent and the OS, e.g. 256Mi (overrides the board's reserve).
+    #[arg(long)]
+    reserve_memory: Option<String>,
     /// A node label k=v (repeatable).
     #[arg(long = "label", value_name = "K=V")]
     labels: Vec<String>,
@@ -82,6 +88,13 @@ async fn run() -> anyhow::Result<()> {
     config.cpu_millis = args.cpu;
     config.memory_bytes = args.memory;
     config.prefix = args.prefix;
+    if args.reserve_cpu.is_some() || args.reserve_memory.is_some() {
+        let cpu = edge_proto::quantity::parse_cpu(args.reserve_cpu.as_deref().unwrap_or("0"))
+            .map_err(|e| anyhow!("--reserve-cpu: {e}"))?;
+        let memory = edge_proto::quantity::parse_memory(args.reserve_memory.as_deref().unwrap_or("0"))
+            .map_err(|e| anyhow!("--reserve-memory: {e}"))?;
+        config.reserved = Some(edge_proto::Resources { cpu_millis: cpu, memory_bytes: memory });
+    }
     if !(args.heartbeat > 0.0 && args.heartbeat <= 3600.0) {
         return Err(anyhow!("--heartbeat must be between 0 and 3600 seconds"));
     }

@@ -25,12 +25,14 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::error::ApiError;
 use crate::api::types::{
-    ConditionView, DeployRequest, EventStatsView, InstanceView, LogsResponse, ModuleView, NodeDetail, NodeInstanceView,
-    NodeView, OutageView, ResourcesView, WorkloadView,
+    ConditionView, DeployRequest, EventStatsView, InstanceView, LogsResponse, ModuleView, NamespaceView, NodeDetail,
+    NodeInstanceView, NodeView, OutageView, ResourcesView, WorkloadView,
 };
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::logbook::LogBook;
-use crate::model::{workload_key, ModuleRecord, NodeRecord, WorkloadRecord, WorkloadSpec};
+use crate::model::{
+    workload_key, ModuleRecord, NamespaceRecord, NodeRecord, Quota, Usage, WorkloadRecord, WorkloadSpec,
+};
 use crate::reconcile;
 use crate::scheduler::{Blocker, NodeSlot};
 use crate::store::{Change, Store};
@@ -99,6 +101,7 @@ pub struct Cluster {
     nodes: BTreeMap<String, NodeRecord>,
     live: HashMap<String, NodeLive>,
     modules: BTreeMap<String, ModuleRecord>,
+    namespaces: BTreeMap<String, NamespaceRecord>,
     /// Module bytes recently served to agents, so a chunked fetch does not read the store per chunk.
     module_cache: HashMap<String, std::sync::Arc<Vec<u8>>>,
     /// Instance id → workload key, rebuilt after every reconcile pass.
@@ -107,6 +110,8 @@ pub struct Cluster {
 }
 
 const MAX_REPLICAS: u32 = 1_000;
+/// The namespace that exists without being created.
+pub const DEFAULT_NAMESPACE: &str = "default";
 const MIN_MEMORY: u64 = 64 * 1024;
 
 impl Cluster {
@@ -119,6 +124,7 @@ impl Cluster {
         let workloads = store.load_workloads()?.into_iter().map(|w| (w.key(), w)).collect();
         let nodes = store.load_nodes()?.into_iter().map(|n| (n.name.clone(), n)).collect();
         let modules = store.load_modules()?.into_iter().map(|m| (m.sha256.clone(), m)).collect();
+        let namespaces = store.load_namespaces()?.into_iter().map(|n| (n.name.clone(), n)).collect();
         let mut cluster = Cluster {
             store,
             topics,
@@ -133,6 +139,7 @@ impl Cluster {
             nodes,
             live: HashMap::new(),
             modules,
+            namespaces,
             module_cache: HashMap::new(),
             instance_index: HashMap::new(),
             logs: LogBook::default(),
@@ -162,6 +169,63 @@ impl Cluster {
 
     pub fn modules(&self) -> Vec<ModuleView> {
         self.modules.values().map(|m| ModuleView { sha256: m.sha256.clone(), size: m.size }).collect()
+    }
+
+    // ---- namespaces ----------------------------------------------------------------------------------------
+
+    /// Creates `name`, or replaces its quota. Returns the view and whether it was created.
+    pub fn put_namespace(&mut self, name: &str, quota: Quota) -> Result<(NamespaceView, bool), ApiError> {
+        check_name("namespace", name)?;
+        let created = !self.namespaces.contains_key(name);
+        let record = NamespaceRecord {
+            name: name.to_string(),
+            quota,
+            created_ms: self.namespaces.get(name).map_or_else(now_ms, |n| n.created_ms),
+        };
+        self.store.commit(&[Change::PutNamespace(&record)])?;
+        self.namespaces.insert(name.to_string(), record);
+        Ok((self.namespace_view(name), created))
+    }
+
+    pub fn namespaces(&self) -> Vec<NamespaceView> {
+        let mut names: Vec<&str> = self.namespaces.keys().map(String::as_str).collect();
+        if !self.namespaces.contains_key(DEFAULT_NAMESPACE) {
+            names.push(DEFAULT_NAMESPACE);
+        }
+        names.sort_unstable();
+        names.into_iter().map(|n| self.namespace_view(n)).collect()
+    }
+
+    fn namespace_view(&self, name: &str) -> NamespaceView {
+        let specs: Vec<&WorkloadSpec> =
+            self.workloads.values().filter(|w| w.namespace == name).map(|w| &w.spec).collect();
+        NamespaceView {
+            name: name.to_string(),
+            quota: self.namespaces.get(name).map(|n| n.quota).unwrap_or_default(),
+            used: Usage::of(specs.iter().copied()),
+            workloads: specs.len(),
+        }
+    }
+
+    /// Refuses a deploy of `spec` as `namespace/name` that the namespace does not exist for or whose quota it
+    /// would exceed (counting `spec` in place of the workload's current spec).
+    fn admit(&self, namespace: &str, name: &str, spec: &WorkloadSpec) -> Result<(), ApiError> {
+        let Some(ns) = self.namespaces.get(namespace) else {
+            if namespace == DEFAULT_NAMESPACE {
+                return Ok(());
+            }
+            return Err(ApiError::NotFound(format!(
+                "namespace {namespace} not found (create it with: edgectl create namespace {namespace})"
+            )));
+        };
+        let others = self.workloads.values().filter(|w| w.namespace == namespace && w.name != name).map(|w| &w.spec);
+        let usage = Usage::of(others.chain([spec]));
+        match ns.quota.exceeded_by(usage) {
+            Some(what) => Err(ApiError::Forbidden(format!(
+                "deploying {name} would exceed the quota of namespace {namespace}: {what}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     // ---- workloads -----------------------------------------------------------------------------------------
@@ -211,6 +275,7 @@ impl Cluster {
             args: req.args,
             restart,
         };
+        self.admit(namespace, name, &spec)?;
         let key = workload_key(namespace, name);
         let previous = self.workloads.get(&key).cloned();
         let record = match previous.clone() {
@@ -405,6 +470,10 @@ impl Cluster {
                         cpu_millis: n.capacity.cpu_millis,
                         memory_bytes: n.capacity.memory_bytes,
                     },
+                    allocatable: ResourcesView {
+                        cpu_millis: n.allocatable().cpu_millis,
+                        memory_bytes: n.allocatable().memory_bytes,
+                    },
                     allocated: ResourcesView { cpu_millis: alloc.cpu_millis, memory_bytes: alloc.memory_bytes },
                     labels: n.effective_labels(),
                     cordoned: n.cordoned,
@@ -554,7 +623,7 @@ impl Cluster {
             .nodes
             .values()
             .map(|n| {
-                let mut slot = NodeSlot::new(n.name.clone(), n.capacity).with_labels(n.effective_labels());
+                let mut slot = NodeSlot::new(n.name.clone(), n.allocatable()).with_labels(n.effective_labels());
                 if !self.is_ready(&n.name) {
                     slot.blocker = Some(Blocker::NotReady);
                 } else if n.cordoned {
@@ -713,6 +782,7 @@ impl Cluster {
             engine: h.engine,
             agent_version: String::new(),
             capacity: h.capacity,
+            reserved: h.reserved,
             labels: BTreeMap::new(),
             spec_generation: 0,
             spec_hash: String::new(),
@@ -734,6 +804,7 @@ impl Cluster {
         record.engine = h.engine;
         record.agent_version = h.agent_version;
         record.capacity = h.capacity;
+        record.reserved = h.reserved;
         record.labels = labels;
         if h.applied_generation > record.spec_generation {
             // The agent ran a newer spec than this store remembers (the store was replaced): move past it so

@@ -116,6 +116,9 @@ pub struct NodeRecord {
     pub engine: EngineTarget,
     pub agent_version: String,
     pub capacity: Resources,
+    /// Kept back for the agent and the OS, as the agent announced it.
+    #[serde(default)]
+    pub reserved: Resources,
     pub labels: BTreeMap<String, String>,
     /// The generation of the last spec the controller published for this node.
     pub spec_generation: u64,
@@ -141,6 +144,11 @@ pub struct NodeRecord {
 }
 
 impl NodeRecord {
+    /// What the scheduler may hand out: capacity minus the reserve.
+    pub fn allocatable(&self) -> Resources {
+        self.capacity.saturating_sub(self.reserved)
+    }
+
     /// The labels the scheduler matches: the agent's, overridden by the user's.
     pub fn effective_labels(&self) -> BTreeMap<String, String> {
         let mut l = self.labels.clone();
@@ -155,4 +163,101 @@ pub struct ModuleRecord {
     pub sha256: String,
     pub size: u64,
     pub uploaded_ms: u64,
+}
+
+/// A namespace: a folder for a team's workloads, with an optional quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceRecord {
+    pub name: String,
+    #[serde(default)]
+    pub quota: Quota,
+    pub created_ms: u64,
+}
+
+/// Upper bounds on the sum of a namespace's requests (replicas × per-replica request); `None`: unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub instances: Option<u64>,
+}
+
+/// What a namespace's workloads request in total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub instances: u64,
+}
+
+impl Usage {
+    pub fn of<'a>(specs: impl IntoIterator<Item = &'a WorkloadSpec>) -> Usage {
+        let mut u = Usage::default();
+        for s in specs {
+            let n = s.replicas as u64;
+            u.cpu_millis += n * s.cpu_millis as u64;
+            u.memory_bytes = u.memory_bytes.saturating_add(n.saturating_mul(s.memory_bytes));
+            u.instances += n;
+        }
+        u
+    }
+}
+
+impl Quota {
+    /// The first bound `usage` exceeds, worded for the user: `memory: 96Mi requested, quota 64Mi`.
+    pub fn exceeded_by(&self, usage: Usage) -> Option<String> {
+        use edge_proto::quantity::{format_cpu, format_memory};
+        if let Some(q) = self.cpu_millis.filter(|q| usage.cpu_millis > *q) {
+            let fmt = |v: u64| format_cpu(v.min(u32::MAX as u64) as u32);
+            return Some(format!("cpu: {} requested in total, quota {}", fmt(usage.cpu_millis), fmt(q)));
+        }
+        if let Some(q) = self.memory_bytes.filter(|q| usage.memory_bytes > *q) {
+            return Some(format!(
+                "memory: {} requested in total, quota {}",
+                format_memory(usage.memory_bytes),
+                format_memory(q)
+            ));
+        }
+        if let Some(q) = self.instances.filter(|q| usage.instances > *q) {
+            return Some(format!("instances: {} requested in total, quota {q}", usage.instances));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(replicas: u32, cpu: u32, mem: u64) -> WorkloadSpec {
+        WorkloadSpec {
+            module: String::new(),
+            replicas,
+            cpu_millis: cpu,
+            memory_bytes: mem,
+            env: vec![],
+            args: vec![],
+            restart: Default::default(),
+            on_node_loss: Default::default(),
+            selector: Default::default(),
+        }
+    }
+
+    #[test]
+    fn quotas_name_the_bound_and_the_amounts() {
+        let q = Quota { cpu_millis: Some(1000), memory_bytes: Some(64 << 20), instances: Some(3) };
+        let ok = Usage::of([&spec(2, 250, 32 << 20)]);
+        assert_eq!(q.exceeded_by(ok), None);
+        let mem = Usage::of([&spec(2, 250, 32 << 20), &spec(1, 100, 1 << 20)]);
+        assert_eq!(q.exceeded_by(mem).as_deref(), Some("memory: 65Mi requested in total, quota 64Mi"));
+        assert_eq!(
+            q.exceeded_by(Usage::of([&spec(3, 500, 1)])).as_deref(),
+            Some("cpu: 1500m requested in total, quota 1")
+        );
+        assert_eq!(
+            q.exceeded_by(Usage::of([&spec(4, 1, 1)])).as_deref(),
+            Some("instances: 4 requested in total, quota 3")
+        );
+        assert_eq!(Quota::default().exceeded_by(Usage::of([&spec(1000, 1000, 1 << 40)])), None);
+    }
 }

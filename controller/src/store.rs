@@ -5,6 +5,7 @@
 //! - `workloads`: `namespace/name` → JSON [`WorkloadRecord`] (its instances and their placements included).
 //! - `nodes`: node name → JSON [`NodeRecord`] (with the generation of the last spec published to it).
 //! - `modules`: sha256 hex → JSON [`ModuleRecord`]; `module_blobs`: sha256 hex → the module's bytes.
+//! - `namespaces`: name → JSON [`NamespaceRecord`] (its quota). `default` exists without a record.
 //!
 //! **Invariant:** a change is acknowledged to a user only after [`Store::commit`] returned, which is a durable
 //! redb commit; several records that must change together go in one [`Store::commit`] call.
@@ -15,13 +16,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{ModuleRecord, NodeRecord, WorkloadRecord};
+use crate::model::{ModuleRecord, NamespaceRecord, NodeRecord, WorkloadRecord};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const WORKLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("workloads");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");
 const MODULE_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("module_blobs");
+const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 
 /// The on-disk format version; a store written by another version is refused rather than misread.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -48,6 +50,7 @@ pub enum Change<'a> {
     PutWorkload(&'a WorkloadRecord),
     DeleteWorkload(String),
     PutNode(&'a NodeRecord),
+    PutNamespace(&'a NamespaceRecord),
 }
 
 pub struct Store {
@@ -79,6 +82,7 @@ impl Store {
             txn.open_table(NODES).map_err(db_err)?;
             txn.open_table(MODULES).map_err(db_err)?;
             txn.open_table(MODULE_BLOBS).map_err(db_err)?;
+            txn.open_table(NAMESPACES).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(Store { db })
@@ -90,6 +94,10 @@ impl Store {
 
     pub fn load_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         self.load_all(NODES)
+    }
+
+    pub fn load_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
+        self.load_all(NAMESPACES)
     }
 
     pub fn load_modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
@@ -119,6 +127,7 @@ impl Store {
         {
             let mut workloads = txn.open_table(WORKLOADS).map_err(db_err)?;
             let mut nodes = txn.open_table(NODES).map_err(db_err)?;
+            let mut namespaces = txn.open_table(NAMESPACES).map_err(db_err)?;
             for change in changes {
                 match change {
                     Change::PutWorkload(w) => {
@@ -129,6 +138,9 @@ impl Store {
                     }
                     Change::PutNode(n) => {
                         nodes.insert(n.name.as_str(), json(n).as_slice()).map_err(db_err)?;
+                    }
+                    Change::PutNamespace(n) => {
+                        namespaces.insert(n.name.as_str(), json(n).as_slice()).map_err(db_err)?;
                     }
                 }
             }

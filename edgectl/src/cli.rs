@@ -26,6 +26,8 @@ pub enum Command {
     Deploy(DeployArgs),
     /// List nodes or workloads.
     Get(GetArgs),
+    /// Create a namespace (or set the quota of an existing one).
+    Create(CreateArgs),
     /// Show one node in depth (capacity, conditions, instances, event delivery, last outage).
     Describe(DescribeArgs),
     /// Mark a node unschedulable: nothing new is placed on it (running instances stay).
@@ -144,12 +146,36 @@ pub enum GetWhat {
     Nodes,
     #[value(alias = "workload", alias = "wl")]
     Workloads,
+    #[value(alias = "namespace", alias = "ns")]
+    Namespaces,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
     Json,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    #[arg(value_enum)]
+    pub what: CreateWhat,
+    pub name: String,
+    /// Most CPU the namespace's workloads may request in total (replicas × request), e.g. 2 or 1500m.
+    #[arg(long)]
+    pub quota_cpu: Option<String>,
+    /// Most memory they may request in total, e.g. 512Mi.
+    #[arg(long)]
+    pub quota_memory: Option<String>,
+    /// Most instances (replicas, summed over workloads).
+    #[arg(long)]
+    pub quota_instances: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CreateWhat {
+    #[value(alias = "ns")]
+    Namespace,
 }
 
 #[derive(Args)]

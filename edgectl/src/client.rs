@@ -2,7 +2,8 @@
 
 use anyhow::{anyhow, Context, Result};
 use edge_controller::api::types::{
-    DeployRequest, ErrorBody, LabelRequest, LogsResponse, ModuleView, NodeDetail, NodeView, WorkloadView,
+    DeployRequest, ErrorBody, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView, NodeDetail,
+    NodeView, WorkloadView,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -91,6 +92,17 @@ impl Client {
 
     pub async fn node(&self, name: &str) -> Result<NodeDetail> {
         self.json(self.request(Method::GET, &format!("/v1/nodes/{name}"))).await
+    }
+
+    /// Creates a namespace or sets its quota; true when it was created.
+    pub async fn put_namespace(&self, ns: &str, req: &NamespaceRequest) -> Result<(NamespaceView, bool)> {
+        let resp = self.send(self.request(Method::PUT, &format!("/v1/namespaces/{ns}")).json(req)).await?;
+        let created = resp.status() == StatusCode::CREATED;
+        Ok((resp.json().await.context("the controller sent an unreadable reply")?, created))
+    }
+
+    pub async fn namespaces(&self) -> Result<Vec<NamespaceView>> {
+        self.json(self.request(Method::GET, "/v1/namespaces")).await
     }
 
     pub async fn node_op(&self, name: &str, op: &str) -> Result<NodeView> {

@@ -37,6 +37,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ns = if args.all_namespaces { None } else { Some(ns) };
             cmd::get::run(&client, ns, args.what, args.output).await
         }
+        Command::Create(args) => match args.what {
+            cli::CreateWhat::Namespace => cmd::create::namespace(&client, &args).await,
+        },
         Command::Describe(args) => match args.what {
             cli::DescribeWhat::Node => cmd::describe::node(&client, &args.name, args.output).await,
         },

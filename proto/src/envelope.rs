@@ -97,6 +97,7 @@ mod tests {
             labels: vec![("zone".to_string(), "a".to_string())],
             applied_generation: 7,
             store_id: 300,
+            reserved: Resources { cpu_millis: 100, memory_bytes: 0 },
         })
     }
 
@@ -107,7 +108,7 @@ mod tests {
             encode(&hello()),
             vec![
                 2, 0, 5, 48, 46, 49, 46, 48, 5, 114, 112, 105, 45, 52, 7, 97, 97, 114, 99, 104, 54, 52, 1, 160, 31,
-                128, 128, 128, 128, 16, 1, 4, 122, 111, 110, 101, 1, 97, 7, 172, 2, 0
+                128, 128, 128, 128, 16, 1, 4, 122, 111, 110, 101, 1, 97, 7, 172, 2, 100, 0, 0
             ]
         );
     }

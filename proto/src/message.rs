@@ -120,6 +120,9 @@ pub struct Hello {
     /// Random, fixed when the agent's store is created. A new value means a new store whose event sequence
     /// numbers start again from 1, so the controller forgets the sequence numbers it has seen from this node.
     pub store_id: u64,
+    /// Kept back for the agent and the OS (from the board profile or flags); the scheduler hands out
+    /// `capacity - reserved`.
+    pub reserved: Resources,
 }
 
 /// Periodic liveness plus the actual state of every instance on the node.

@@ -122,3 +122,40 @@ async fn a_stay_workload_waits_for_its_node_and_a_reschedule_one_moves() {
     wait_nodes(&api, "keep", &["a"]).await;
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deploy_over_its_namespace_quota_is_refused_whole() {
+    let f = fleet(&["a"], |_| {}).await;
+    let api = f.api.clone();
+    let sha = api.upload(example("ticker.wasm")).await;
+    let put = |path: String, body: Value| {
+        let api = api.clone();
+        async move { api.send(Method::PUT, &path, None, Some(body)).await }
+    };
+    let deploy = |ns: &'static str, name: &'static str, replicas: u32| {
+        let body = json!({"module": sha, "replicas": replicas, "cpu_millis": 100, "memory_bytes": 32u64 << 20});
+        put(format!("/v1/namespaces/{ns}/workloads/{name}"), body)
+    };
+    let (status, v) = deploy("team-a", "tick", 1).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (404, Some("namespace team-a not found (create it with: edgectl create namespace team-a)"))
+    );
+    let quota = json!({"quota": {"memory_bytes": 64u64 << 20, "instances": 3}});
+    let (status, v) = put("/v1/namespaces/team-a".into(), quota).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(deploy("team-a", "tick", 2).await.0, 200);
+    let (status, v) = deploy("team-a", "more", 1).await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(
+        v["error"],
+        "deploying more would exceed the quota of namespace team-a: memory: 96Mi requested in total, quota 64Mi"
+    );
+    // Refused whole: nothing of `more` exists; scaling `tick` within the quota still works.
+    assert_eq!(api.send(Method::GET, "/v1/namespaces/team-a/workloads/more", None, None).await.0, 404);
+    assert_eq!(deploy("team-a", "tick", 1).await.0, 200);
+    let namespaces = api.get("/v1/namespaces").await;
+    let team = namespaces.as_array().unwrap().iter().find(|n| n["name"] == "team-a").unwrap().clone();
+    assert_eq!((team["used"]["instances"].as_u64(), team["workloads"].as_u64()), (Some(1), Some(1)));
+    f.stop().await;
+}

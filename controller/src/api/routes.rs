@@ -10,6 +10,7 @@
 //! | `POST /v1/nodes/{name}/cordon`, `…/uncordon`, `…/drain` | node operations → `NodeView`          |
 //! | `PUT /v1/nodes/{name}/labels` (`LabelRequest`)  | set / remove user labels → `NodeView`         |
 //! | `GET /v1/workloads[?namespace=NS]`              | `[WorkloadView]`                              |
+//! | `GET /v1/namespaces`, `PUT /v1/namespaces/{ns}` | `[NamespaceView]`; create or set the quota    |
 //! | `PUT /v1/namespaces/{ns}/workloads/{name}`      | create or update from a `DeployRequest`       |
 //! | `GET`/`DELETE /v1/namespaces/{ns}/workloads/{name}` | one / delete                              |
 //! | `GET /v1/namespaces/{ns}/workloads/{name}/logs?since=N` | `LogsResponse`                        |
@@ -26,7 +27,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::types::{DeployRequest, LabelRequest, LogsResponse, ModuleView, NodeDetail, NodeView, WorkloadView};
+use super::types::{
+    DeployRequest, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView, NodeDetail, NodeView,
+    WorkloadView,
+};
 use crate::cluster::Cluster;
 
 /// Largest module accepted by `POST /v1/modules`.
@@ -46,6 +50,8 @@ pub fn router(cluster: Shared) -> Router {
         .route("/v1/nodes/{name}/drain", post(drain))
         .route("/v1/nodes/{name}/labels", put(label))
         .route("/v1/workloads", get(list_workloads))
+        .route("/v1/namespaces", get(list_namespaces))
+        .route("/v1/namespaces/{ns}", put(put_namespace))
         .route("/v1/namespaces/{ns}/workloads/{name}", put(deploy).get(get_workload).delete(delete_workload))
         .route("/v1/namespaces/{ns}/workloads/{name}/logs", get(logs))
         .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES))
@@ -75,6 +81,20 @@ async fn list_nodes(State(c): State<Shared>) -> Json<Vec<NodeView>> {
 
 async fn get_node(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeDetail>, ApiError> {
     lock(&c).node_detail(&name).map(Json)
+}
+
+async fn list_namespaces(State(c): State<Shared>) -> Json<Vec<NamespaceView>> {
+    Json(lock(&c).namespaces())
+}
+
+async fn put_namespace(
+    State(c): State<Shared>,
+    Path(ns): Path<String>,
+    body: Result<Json<NamespaceRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid namespace request: {}", e.body_text())))?;
+    let (view, created) = lock(&c).put_namespace(&ns, req.quota)?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)))
 }
 
 async fn cordon(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {

@@ -86,6 +86,8 @@ pub struct NodeView {
     /// `Ready` or `NotReady`.
     pub status: String,
     pub capacity: ResourcesView,
+    /// Capacity minus what the agent keeps back for itself and the OS: what the scheduler hands out.
+    pub allocatable: ResourcesView,
     pub allocated: ResourcesView,
     /// The agent's labels, overridden by those set with `edgectl label node`.
     pub labels: BTreeMap<String, String>,
@@ -195,4 +197,22 @@ pub struct LogsResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+pub use crate::model::{Quota, Usage};
+
+/// Body of `PUT /v1/namespaces/{ns}` (create, or replace the quota of an existing one).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NamespaceRequest {
+    #[serde(default)]
+    pub quota: Quota,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NamespaceView {
+    pub name: String,
+    pub quota: Quota,
+    /// The sum of its workloads' requests (replicas × per-replica request).
+    pub used: Usage,
+    pub workloads: usize,
 }

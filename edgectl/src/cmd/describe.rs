@@ -35,6 +35,10 @@ fn render(d: &NodeDetail) -> String {
         format!("cpu {}, memory {}", format_cpu(n.capacity.cpu_millis), format_memory(n.capacity.memory_bytes)),
     );
     line(
+        "Allocatable:",
+        format!("cpu {}, memory {}", format_cpu(n.allocatable.cpu_millis), format_memory(n.allocatable.memory_bytes)),
+    );
+    line(
         "Allocated:",
         format!("cpu {}, memory {}", format_cpu(n.allocated.cpu_millis), format_memory(n.allocated.memory_bytes)),
     );

@@ -1,7 +1,7 @@
 //! `edgectl get nodes|workloads [-o table|json]`.
 
 use anyhow::Result;
-use edge_controller::api::types::{NodeView, WorkloadView};
+use edge_controller::api::types::{NamespaceView, NodeView, WorkloadView};
 
 use crate::cli::{GetWhat, Output};
 use crate::client::Client;
@@ -15,6 +15,13 @@ pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, output: Outpu
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
                 Output::Table => print!("{}", nodes_table(&nodes)),
+            }
+        }
+        GetWhat::Namespaces => {
+            let namespaces = client.namespaces().await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&namespaces)?),
+                Output::Table => print!("{}", namespaces_table(&namespaces)),
             }
         }
         GetWhat::Workloads => {
@@ -32,8 +39,8 @@ fn nodes_table(nodes: &[NodeView]) -> String {
     let mut t = Table::new([
         "NAME",
         "STATUS",
-        "CPU (ALLOC/CAP)",
-        "MEMORY (ALLOC/CAP)",
+        "CPU (USED/ALLOCATABLE)",
+        "MEMORY (USED/ALLOCATABLE)",
         "ARCH",
         "ENGINE",
         "INSTANCES",
@@ -44,8 +51,8 @@ fn nodes_table(nodes: &[NodeView]) -> String {
         t.row([
             n.name.clone(),
             if n.cordoned { format!("{},SchedulingDisabled", n.status) } else { n.status.clone() },
-            format!("{}/{}", format_cpu(n.allocated.cpu_millis), format_cpu(n.capacity.cpu_millis)),
-            format!("{}/{}", format_memory(n.allocated.memory_bytes), format_memory(n.capacity.memory_bytes)),
+            format!("{}/{}", format_cpu(n.allocated.cpu_millis), format_cpu(n.allocatable.cpu_millis)),
+            format!("{}/{}", format_memory(n.allocated.memory_bytes), format_memory(n.allocatable.memory_bytes)),
             n.arch.clone(),
             n.engine.clone(),
             n.instances.to_string(),
@@ -55,6 +62,22 @@ fn nodes_table(nodes: &[NodeView]) -> String {
                 format!("{} (want {})", n.generation, n.spec_generation)
             },
             n.last_seen.clone().unwrap_or_else(|| "never".into()),
+        ]);
+    }
+    t.render()
+}
+
+fn namespaces_table(namespaces: &[NamespaceView]) -> String {
+    let mut t = Table::new(["NAME", "WORKLOADS", "CPU (USED/QUOTA)", "MEMORY (USED/QUOTA)", "INSTANCES (USED/QUOTA)"]);
+    let cpu = |v: u64| format_cpu(v.min(u32::MAX as u64) as u32);
+    for n in namespaces {
+        let q = &n.quota;
+        t.row([
+            n.name.clone(),
+            n.workloads.to_string(),
+            format!("{}/{}", cpu(n.used.cpu_millis), q.cpu_millis.map_or("-".into(), cpu)),
+            format!("{}/{}", format_memory(n.used.memory_bytes), q.memory_bytes.map_or("-".into(), format_memory)),
+            format!("{}/{}", n.used.instances, q.instances.map_or("-".into(), |i| i.to_string())),
         ]);
     }
     t.render()

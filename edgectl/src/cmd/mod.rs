@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod create;
 pub mod delete;
 pub mod deploy;
 pub mod describe;

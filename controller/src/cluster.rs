@@ -26,14 +26,14 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::api::error::ApiError;
 use crate::api::types::{
     ConditionView, DeployRequest, EventStatsView, InstanceView, LogsResponse, ModuleView, NamespaceView, NodeDetail,
-    NodeInstanceView, NodeView, OutageView, ResourcesView, WorkloadView,
+    NodeInstanceView, NodeView, OutageView, ResourcesView, RevisionView, RolloutView, WorkloadView,
 };
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::logbook::LogBook;
 use crate::model::{
     workload_key, ModuleRecord, NamespaceRecord, NodeRecord, Quota, Usage, WorkloadRecord, WorkloadSpec,
 };
-use crate::reconcile;
+use crate::reconcile::{self, Readiness, Rollout};
 use crate::scheduler::{Blocker, NodeSlot};
 use crate::store::{Change, Store};
 use crate::validate::validate_module;
@@ -56,6 +56,8 @@ struct NodeLive {
     last_seen_ms: Option<u64>,
     applied_generation: u64,
     instances: HashMap<String, InstanceStatus>,
+    /// When this controller first saw each instance Running (its own clock: immune to agent clock skew).
+    running_since: HashMap<String, Instant>,
     /// The agent-clock time of the last heartbeat: older events only count, they no longer change state.
     heartbeat_at_ms: u64,
     agent_last_event_seq: u64,
@@ -67,8 +69,9 @@ struct NodeLive {
     recent_events: VecDeque<String>,
 }
 
-/// Recent events kept per node for `describe node`.
+/// Recent events kept per node for `describe node`, and per workload for `describe workload`.
 const RECENT_EVENTS: usize = 20;
+const WORKLOAD_EVENTS: usize = 50;
 
 /// Timing of the control loops.
 #[derive(Debug, Clone, Copy)]
@@ -77,11 +80,17 @@ pub struct Timing {
     pub node_timeout: Duration,
     /// A node NotReady for this long is lost: its reschedulable instances are placed elsewhere.
     pub reschedule_after: Duration,
+    /// During a rollout, each new instance runs this long before the next starts and an old one stops.
+    pub min_ready: Duration,
 }
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { node_timeout: Duration::from_secs(6), reschedule_after: Duration::from_secs(30) }
+        Timing {
+            node_timeout: Duration::from_secs(6),
+            reschedule_after: Duration::from_secs(30),
+            min_ready: Duration::from_secs(3),
+        }
     }
 }
 
@@ -96,6 +105,10 @@ pub struct Cluster {
     last_lost: BTreeSet<String>,
     /// A pass failed (e.g. the store refused a commit): the next tick runs one again.
     dirty: bool,
+    /// A new instance must run this long before the next one of a rollout starts.
+    min_ready: Duration,
+    /// Where each workload's rollout stood after the last pass.
+    rollouts: HashMap<String, Rollout>,
     publish: UnboundedSender<Publish>,
     workloads: BTreeMap<String, WorkloadRecord>,
     nodes: BTreeMap<String, NodeRecord>,
@@ -107,6 +120,8 @@ pub struct Cluster {
     /// Instance id → workload key, rebuilt after every reconcile pass.
     instance_index: HashMap<String, String>,
     logs: LogBook,
+    /// Recent events per workload key, for `describe workload`.
+    workload_events: HashMap<String, VecDeque<String>>,
 }
 
 const MAX_REPLICAS: u32 = 1_000;
@@ -134,6 +149,8 @@ impl Cluster {
             last_ready: BTreeSet::new(),
             last_lost: BTreeSet::new(),
             dirty: false,
+            min_ready: timing.min_ready,
+            rollouts: HashMap::new(),
             publish,
             workloads,
             nodes,
@@ -143,6 +160,7 @@ impl Cluster {
             module_cache: HashMap::new(),
             instance_index: HashMap::new(),
             logs: LogBook::default(),
+            workload_events: HashMap::new(),
         };
         cluster.rebuild_index();
         Ok(cluster)
@@ -282,18 +300,24 @@ impl Cluster {
             Some(mut w) => {
                 if !w.spec.same_template(&spec) {
                     w.revision += 1;
+                    w.remember(w.revision, &spec, now_ms());
                 }
                 w.spec = spec;
                 w
             }
-            None => WorkloadRecord {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                spec,
-                revision: 1,
-                instances: Vec::new(),
-                created_ms: now_ms(),
-            },
+            None => {
+                let mut w = WorkloadRecord {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    spec,
+                    revision: 1,
+                    instances: Vec::new(),
+                    created_ms: now_ms(),
+                    history: Vec::new(),
+                };
+                w.remember(1, &w.spec.clone(), w.created_ms);
+                w
+            }
         };
         self.workloads.insert(key.clone(), record);
         if let Err(e) = self.reconcile() {
@@ -307,6 +331,39 @@ impl Cluster {
         Ok(self.workload_view(&self.workloads[&workload_key(namespace, name)]))
     }
 
+    /// `edgectl rollout undo`: rolls out the template of revision `to` (default: the one before the current) as
+    /// a new revision, keeping the current replica count.
+    pub fn rollout_undo(&mut self, namespace: &str, name: &str, to: Option<u64>) -> Result<WorkloadView, ApiError> {
+        let key = workload_key(namespace, name);
+        let w = self
+            .workloads
+            .get(&key)
+            .ok_or_else(|| ApiError::NotFound(format!("workload {name} not found in namespace {namespace}")))?;
+        let target = match to {
+            Some(r) => w.history.iter().find(|h| h.revision == r),
+            None => w.history.iter().rev().find(|h| h.revision < w.revision && !h.spec.same_template(&w.spec)),
+        };
+        let Some(target) = target else {
+            return Err(ApiError::BadRequest(match to {
+                Some(r) => format!("workload {name} has no revision {r} in its history"),
+                None => format!("workload {name} has no earlier revision to go back to"),
+            }));
+        };
+        let spec = WorkloadSpec { replicas: w.spec.replicas, ..target.spec.clone() };
+        let req = DeployRequest {
+            module: spec.module.clone(),
+            replicas: spec.replicas,
+            cpu_millis: spec.cpu_millis,
+            memory_bytes: spec.memory_bytes,
+            env: spec.env,
+            args: spec.args,
+            restart: Some(spec.restart.as_str().to_string()),
+            on_node_loss: Some(spec.on_node_loss.as_str().to_string()),
+            selector: spec.selector,
+        };
+        self.deploy(namespace, name, req)
+    }
+
     pub fn delete(&mut self, namespace: &str, name: &str) -> Result<(), ApiError> {
         let key = workload_key(namespace, name);
         let Some(previous) = self.workloads.remove(&key) else {
@@ -316,6 +373,7 @@ impl Cluster {
             self.workloads.insert(key.clone(), previous);
         })?;
         self.logs.forget(&key);
+        self.workload_events.remove(&key);
         self.reconcile()
     }
 
@@ -391,7 +449,42 @@ impl Cluster {
             args: w.spec.args.clone(),
             revision: w.revision,
             instances,
+            rollout: self.rollout_view(w),
+            revisions: w
+                .history
+                .iter()
+                .map(|h| RevisionView {
+                    revision: h.revision,
+                    module: h.spec.module.clone(),
+                    created: rfc3339_ms(h.created_ms),
+                    cpu_millis: h.spec.cpu_millis,
+                    memory_bytes: h.spec.memory_bytes,
+                    env: h.spec.env.clone(),
+                    args: h.spec.args.clone(),
+                })
+                .collect(),
         }
+    }
+
+    fn rollout_view(&self, w: &WorkloadRecord) -> RolloutView {
+        let readiness = self.readiness();
+        let new: Vec<&str> = w.instances.iter().filter(|i| i.revision == w.revision).map(|i| i.id.as_str()).collect();
+        let ready = new.iter().filter(|id| readiness.get(**id) == Some(&Readiness::Ready)).count();
+        let (state, reason) = match self.rollouts.get(&w.key()) {
+            Some(Rollout::Halted(why)) => ("halted", Some(why.clone())),
+            Some(Rollout::Progressing) => ("progressing", None),
+            _ => ("complete", None),
+        };
+        RolloutView { state: state.into(), reason, updated: new.len(), ready, old: w.instances.len() - new.len() }
+    }
+
+    /// Recent lifecycle events of a workload's instances, oldest first.
+    pub fn workload_events(&self, namespace: &str, name: &str) -> Result<Vec<String>, ApiError> {
+        let key = workload_key(namespace, name);
+        if !self.workloads.contains_key(&key) {
+            return Err(ApiError::NotFound(format!("workload {name} not found in namespace {namespace}")));
+        }
+        Ok(self.workload_events.get(&key).map(|e| e.iter().cloned().collect()).unwrap_or_default())
     }
 
     // ---- nodes ---------------------------------------------------------------------------------------------
@@ -609,8 +702,17 @@ impl Cluster {
         self.last_ready = self.nodes.keys().filter(|n| self.is_ready(n)).cloned().collect();
         self.last_lost = self.nodes.keys().filter(|n| self.is_lost(n)).cloned().collect();
         let lost: HashSet<String> = self.last_lost.iter().chain(draining).cloned().collect();
+        let readiness = self.readiness();
+        let ready_of = |id: &str| readiness.get(id).copied().unwrap_or(Readiness::NotYet);
+        let mut rollouts = HashMap::new();
         for (key, w) in self.workloads.iter_mut() {
-            let pruned = reconcile::prune(w, &mut new_id);
+            let (pruned, rollout) = reconcile::prune(w, &mut new_id, ready_of);
+            if let Rollout::Halted(why) = &rollout {
+                if self.rollouts.get(key) != Some(&rollout) {
+                    tracing::warn!(workload = %key, reason = %why, "rollout halted");
+                }
+            }
+            rollouts.insert(key.clone(), rollout);
             let replaced = reconcile::replace_lost(w, &lost, &mut new_id);
             if replaced {
                 tracing::info!(workload = %key, "rescheduling instances off lost or drained nodes");
@@ -619,6 +721,7 @@ impl Cluster {
                 changed.push(key.clone());
             }
         }
+        self.rollouts = rollouts;
         let slots: Vec<NodeSlot> = self
             .nodes
             .values()
@@ -696,6 +799,28 @@ impl Cluster {
         }
     }
 
+    /// Readiness of every instance some node reports, for rollouts: Ready once the controller has seen it
+    /// Running for `min_ready` (or it succeeded), Failing when crash-looping or failed.
+    fn readiness(&self) -> HashMap<String, Readiness> {
+        let mut out = HashMap::new();
+        for live in self.live.values() {
+            for (id, st) in &live.instances {
+                let r = match st.state {
+                    InstanceState::Succeeded => Readiness::Ready,
+                    InstanceState::CrashLoopBackOff | InstanceState::Failed => Readiness::Failing,
+                    InstanceState::Running
+                        if live.running_since.get(id).is_some_and(|t| t.elapsed() >= self.min_ready) =>
+                    {
+                        Readiness::Ready
+                    }
+                    _ => Readiness::NotYet,
+                };
+                out.insert(id.clone(), r);
+            }
+        }
+        out
+    }
+
     fn rebuild_index(&mut self) {
         self.instance_index =
             self.workloads.values().flat_map(|w| w.instances.iter().map(move |i| (i.id.clone(), w.key()))).collect();
@@ -706,7 +831,8 @@ impl Cluster {
     pub fn tick(&mut self) -> Result<(), ApiError> {
         let ready: BTreeSet<String> = self.nodes.keys().filter(|n| self.is_ready(n)).cloned().collect();
         let lost: BTreeSet<String> = self.nodes.keys().filter(|n| self.is_lost(n)).cloned().collect();
-        if self.dirty || ready != self.last_ready || lost != self.last_lost {
+        let rolling = self.rollouts.values().any(|r| *r != Rollout::Complete);
+        if self.dirty || rolling || ready != self.last_ready || lost != self.last_lost {
             self.reconcile()?;
         }
         Ok(())
@@ -835,6 +961,7 @@ impl Cluster {
         live.last_seen_ms = Some(now_ms());
         live.applied_generation = h.applied_generation;
         live.instances = h.instances.into_iter().map(|s| (s.id.clone(), s)).collect();
+        track_running(live);
         live.heartbeat_at_ms = h.at_ms;
         live.agent_last_event_seq = h.last_event_seq;
         live.agent_events_dropped = h.events_dropped;
@@ -868,7 +995,15 @@ impl Cluster {
             if live.recent_events.len() >= RECENT_EVENTS {
                 live.recent_events.pop_front();
             }
-            live.recent_events.push_back(format!("{} #{} {} {:?}", rfc3339_ms(e.at_ms), e.seq, e.instance, e.kind));
+            let line = format!("{} #{} {} {:?}", rfc3339_ms(e.at_ms), e.seq, e.instance, e.kind);
+            if let Some(key) = self.instance_index.get(&e.instance) {
+                let ring = self.workload_events.entry(key.clone()).or_default();
+                if ring.len() >= WORKLOAD_EVENTS {
+                    ring.pop_front();
+                }
+                ring.push_back(format!("{line} on {node}"));
+            }
+            live.recent_events.push_back(line);
             if e.at_ms < live.heartbeat_at_ms {
                 continue; // Replayed from the outbox: the last heartbeat already says how things stand.
             }
@@ -906,6 +1041,7 @@ impl Cluster {
                 }
             }
         }
+        track_running(live);
         if last != record.last_event_seq {
             let mut updated = record.clone();
             updated.last_event_seq = last;
@@ -967,6 +1103,17 @@ impl Cluster {
             payload: edge_proto::encode(&Message::ModuleReply(reply)),
             retain: false,
         });
+    }
+}
+
+/// Keeps `running_since` in step with the reported states: set when an instance is first seen Running, cleared
+/// when it is not.
+fn track_running(live: &mut NodeLive) {
+    let running: HashSet<&String> =
+        live.instances.iter().filter(|(_, s)| s.state == InstanceState::Running).map(|(id, _)| id).collect();
+    live.running_since.retain(|id, _| running.contains(id));
+    for id in running {
+        live.running_since.entry(id.clone()).or_insert_with(Instant::now);
     }
 }
 

@@ -32,6 +32,9 @@ struct Args {
     /// A node NotReady for this long is lost: its reschedulable instances are placed elsewhere (e.g. 30s, 1s).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     reschedule_after: Duration,
+    /// During a rollout, each new instance runs this long before the next starts (e.g. 3s).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    min_ready: Duration,
 }
 
 fn edge_proto_prefix() -> &'static str {
@@ -77,6 +80,7 @@ async fn run() -> anyhow::Result<()> {
     config.prefix = args.prefix;
     config.node_timeout = args.node_timeout;
     config.reschedule_after = args.reschedule_after;
+    config.min_ready = args.min_ready;
     let running = edge_controller::start(config).await.context("cannot start the controller")?;
     println!("edge-controller: API on http://{}, MQTT on {}:{}", running.api_addr, running.mqtt.0, running.mqtt.1);
     wait_for_signal().await;

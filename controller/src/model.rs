@@ -82,6 +82,29 @@ pub struct WorkloadRecord {
     pub revision: u64,
     pub instances: Vec<InstanceRecord>,
     pub created_ms: u64,
+    /// The most recent templates, oldest first, for `rollout history` and `rollout undo`.
+    #[serde(default)]
+    pub history: Vec<RevisionRecord>,
+}
+
+/// One revision of a workload's template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionRecord {
+    pub revision: u64,
+    pub spec: WorkloadSpec,
+    pub created_ms: u64,
+}
+
+/// Revisions kept per workload.
+pub const HISTORY_LIMIT: usize = 10;
+
+impl WorkloadRecord {
+    /// Records `spec` as revision `revision` (trimming the history to [`HISTORY_LIMIT`]).
+    pub fn remember(&mut self, revision: u64, spec: &WorkloadSpec, now_ms: u64) {
+        self.history.push(RevisionRecord { revision, spec: spec.clone(), created_ms: now_ms });
+        let excess = self.history.len().saturating_sub(HISTORY_LIMIT);
+        self.history.drain(..excess);
+    }
 }
 
 impl WorkloadRecord {

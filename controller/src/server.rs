@@ -35,6 +35,8 @@ pub struct ControllerConfig {
     pub node_timeout: Duration,
     /// A node NotReady for this long is lost: instances of workloads with `on_node_loss: reschedule` move.
     pub reschedule_after: Duration,
+    /// During a rollout, each new instance runs this long before the next one starts.
+    pub min_ready: Duration,
 }
 
 impl ControllerConfig {
@@ -46,6 +48,7 @@ impl ControllerConfig {
             prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
             node_timeout: Duration::from_secs(6),
             reschedule_after: Duration::from_secs(30),
+            min_ready: Duration::from_secs(3),
         }
     }
 }
@@ -111,7 +114,11 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     let cluster = Arc::new(Mutex::new(Cluster::load(
         store,
         topics.clone(),
-        Timing { node_timeout: config.node_timeout, reschedule_after: config.reschedule_after },
+        Timing {
+            node_timeout: config.node_timeout,
+            reschedule_after: config.reschedule_after,
+            min_ready: config.min_ready,
+        },
         publish_tx,
     )?));
     let (shutdown, shutdown_rx) = watch::channel(false);

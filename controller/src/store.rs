@@ -195,6 +195,7 @@ mod tests {
             revision: 1,
             instances: vec![InstanceRecord { id: format!("{name}-x"), revision: 1, node: None, reason: None }],
             created_ms: 5,
+            history: vec![],
         }
     }
 

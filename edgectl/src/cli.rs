@@ -26,6 +26,8 @@ pub enum Command {
     Deploy(DeployArgs),
     /// List nodes or workloads.
     Get(GetArgs),
+    /// Follow, list or undo a workload's rollouts.
+    Rollout(RolloutArgs),
     /// Create a namespace (or set the quota of an existing one).
     Create(CreateArgs),
     /// Show one node in depth (capacity, conditions, instances, event delivery, last outage).
@@ -157,6 +159,31 @@ pub enum Output {
 }
 
 #[derive(Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub command: RolloutCommand,
+}
+
+#[derive(Subcommand)]
+pub enum RolloutCommand {
+    /// Wait until the rollout completes (exit 0) or halts (exit 1, with the reason).
+    Status {
+        name: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// List the revisions kept for a workload.
+    History { name: String },
+    /// Roll back to the previous revision (or --to-revision N).
+    Undo {
+        name: String,
+        #[arg(long)]
+        to_revision: Option<u64>,
+    },
+}
+
+#[derive(Args)]
 pub struct CreateArgs {
     #[arg(value_enum)]
     pub what: CreateWhat,
@@ -207,6 +234,8 @@ pub struct DescribeArgs {
 pub enum DescribeWhat {
     #[value(alias = "nodes", alias = "no")]
     Node,
+    #[value(alias = "workloads", alias = "wl")]
+    Workload,
 }
 
 #[derive(Args)]

@@ -105,6 +105,18 @@ impl Client {
         self.json(self.request(Method::GET, "/v1/namespaces")).await
     }
 
+    pub async fn undo(&self, ns: &str, name: &str, to: Option<u64>) -> Result<WorkloadView> {
+        let mut rb = self.request(Method::POST, &format!("/v1/namespaces/{ns}/workloads/{name}/undo"));
+        if let Some(r) = to {
+            rb = rb.query(&[("to_revision", r)]);
+        }
+        self.json(rb).await
+    }
+
+    pub async fn workload_events(&self, ns: &str, name: &str) -> Result<Vec<String>> {
+        self.json(self.request(Method::GET, &format!("/v1/namespaces/{ns}/workloads/{name}/events"))).await
+    }
+
     pub async fn node_op(&self, name: &str, op: &str) -> Result<NodeView> {
         self.json(self.request(Method::POST, &format!("/v1/nodes/{name}/{op}"))).await
     }

@@ -37,11 +37,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ns = if args.all_namespaces { None } else { Some(ns) };
             cmd::get::run(&client, ns, args.what, args.output).await
         }
+        Command::Rollout(args) => cmd::rollout::run(&client, ns, args.command).await,
         Command::Create(args) => match args.what {
             cli::CreateWhat::Namespace => cmd::create::namespace(&client, &args).await,
         },
         Command::Describe(args) => match args.what {
             cli::DescribeWhat::Node => cmd::describe::node(&client, &args.name, args.output).await,
+            cli::DescribeWhat::Workload => cmd::describe::workload(&client, ns, &args.name, args.output).await,
         },
         Command::Cordon(a) => cmd::node::run(&client, &a.node, cmd::node::Op::Cordon).await,
         Command::Uncordon(a) => cmd::node::run(&client, &a.node, cmd::node::Op::Uncordon).await,

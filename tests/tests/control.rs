@@ -159,3 +159,65 @@ async fn a_deploy_over_its_namespace_quota_is_refused_whole() {
     assert_eq!((team["used"]["instances"].as_u64(), team["workloads"].as_u64()), (Some(1), Some(1)));
     f.stop().await;
 }
+
+/// Rolls `tick` from env V=1 to V=2 one replica at a time, undoes it, then rolls out a crash-looping module,
+/// which halts with the old instances serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollouts_go_one_at_a_time_undo_and_halt_on_a_crash_loop() {
+    let f = fleet(&["a", "b"], |c| c.min_ready = Duration::from_millis(500)).await;
+    let api = f.api.clone();
+    let tick = api.upload(example("ticker.wasm")).await;
+    let hello = api.upload(example("hello.wasm")).await;
+    let v = |n: u32| json!({"env": [["V", n.to_string()]]});
+    api.deploy_with("tick", &tick, 2, v(1)).await;
+    api.wait_running("tick", 2).await;
+    api.deploy_with("tick", &tick, 2, v(2)).await;
+    let rolled = |rev: u64| {
+        let api = api.clone();
+        async move {
+            eventually(Duration::from_secs(60), &format!("rollout to revision {rev}"), || {
+                let api = api.clone();
+                async move {
+                    let w = api.workload("tick").await;
+                    let instances = w["instances"].as_array()?.clone();
+                    let running = instances.iter().filter(|i| i["state"] == "Running").count();
+                    // Surge 1, unavailable 0, at every observation.
+                    assert!(instances.len() <= 3, "more than replicas + 1 instances: {w}");
+                    assert!(running >= 2 || w["rollout"]["old"] == 0, "fewer than 2 serving mid-rollout: {w}");
+                    (w["revision"] == rev && w["rollout"]["state"] == "complete" && running == 2).then_some(w)
+                }
+            })
+            .await
+        }
+    };
+    let w = rolled(2).await;
+    let revisions: Vec<u64> =
+        w["revisions"].as_array().unwrap().iter().map(|r| r["revision"].as_u64().unwrap()).collect();
+    assert_eq!(revisions, [1, 2]);
+    let (status, w) = api.send(Method::POST, "/v1/namespaces/default/workloads/tick/undo", None, None).await;
+    assert_eq!(status, 200, "{w}");
+    let w = rolled(3).await;
+    assert_eq!(w["env"], json!([["V", "1"]]), "undo restores revision 1's template");
+
+    let before: BTreeSet<String> =
+        w["instances"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    api.deploy_with("tick", &hello, 2, v(1)).await;
+    let w = eventually(Duration::from_secs(60), "the crash-looping revision to halt", || {
+        let api = api.clone();
+        async move {
+            let w = api.workload("tick").await;
+            (w["rollout"]["state"] == "halted").then_some(w)
+        }
+    })
+    .await;
+    assert!(w["rollout"]["reason"].as_str().unwrap().contains("is failing"), "{w}");
+    let serving: BTreeSet<String> = w["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] == "Running")
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(serving, before, "the old instances keep serving: {w}");
+    f.stop().await;
+}

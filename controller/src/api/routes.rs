@@ -14,6 +14,8 @@
 //! | `PUT /v1/namespaces/{ns}/workloads/{name}`      | create or update from a `DeployRequest`       |
 //! | `GET`/`DELETE /v1/namespaces/{ns}/workloads/{name}` | one / delete                              |
 //! | `GET /v1/namespaces/{ns}/workloads/{name}/logs?since=N` | `LogsResponse`                        |
+//! | `GET /v1/namespaces/{ns}/workloads/{name}/events` | recent lifecycle events, one line each     |
+//! | `POST /v1/namespaces/{ns}/workloads/{name}/undo[?to_revision=N]` | roll back → `WorkloadView`  |
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -54,6 +56,8 @@ pub fn router(cluster: Shared) -> Router {
         .route("/v1/namespaces/{ns}", put(put_namespace))
         .route("/v1/namespaces/{ns}/workloads/{name}", put(deploy).get(get_workload).delete(delete_workload))
         .route("/v1/namespaces/{ns}/workloads/{name}/logs", get(logs))
+        .route("/v1/namespaces/{ns}/workloads/{name}/events", get(workload_events))
+        .route("/v1/namespaces/{ns}/workloads/{name}/undo", post(undo))
         .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES))
         .with_state(cluster)
 }
@@ -148,6 +152,26 @@ async fn delete_workload(
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     lock(&c).delete(&ns, &name).map(|()| StatusCode::NO_CONTENT)
+}
+
+async fn workload_events(
+    State(c): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    lock(&c).workload_events(&ns, &name).map(Json)
+}
+
+#[derive(Deserialize)]
+struct UndoQuery {
+    to_revision: Option<u64>,
+}
+
+async fn undo(
+    State(c): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<UndoQuery>,
+) -> Result<Json<WorkloadView>, ApiError> {
+    lock(&c).rollout_undo(&ns, &name, q.to_revision).map(Json)
 }
 
 #[derive(Deserialize)]

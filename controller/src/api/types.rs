@@ -78,6 +78,33 @@ pub struct WorkloadView {
     pub args: Vec<String>,
     pub revision: u64,
     pub instances: Vec<InstanceView>,
+    pub rollout: RolloutView,
+    /// Recent revisions, oldest first (`rollout history`).
+    pub revisions: Vec<RevisionView>,
+}
+
+/// Where a workload's rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutView {
+    /// `complete`, `progressing` or `halted`.
+    pub state: String,
+    pub reason: Option<String>,
+    /// Instances of the current revision, and of those how many are ready.
+    pub updated: usize,
+    pub ready: usize,
+    /// Instances of older revisions still serving.
+    pub old: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionView {
+    pub revision: u64,
+    pub module: String,
+    pub created: String,
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

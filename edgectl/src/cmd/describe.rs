@@ -1,8 +1,9 @@
-//! `edgectl describe node NAME [-o json]`: one node in depth: capacity, allocation, labels, conditions, its
-//! instances, event delivery, and what it buffered during its last disconnection.
+//! `edgectl describe node|workload NAME [-o json]`: a node in depth (capacity, allocation, labels, conditions,
+//! its instances, event delivery, what it buffered during its last disconnection), or a workload (its template,
+//! rollout, revisions, instances and recent events).
 
 use anyhow::Result;
-use edge_controller::api::types::NodeDetail;
+use edge_controller::api::types::{NodeDetail, WorkloadView};
 use edge_proto::quantity::{format_cpu, format_memory};
 
 use crate::cli::Output;
@@ -16,6 +17,67 @@ pub async fn node(client: &Client, name: &str, output: Output) -> Result<()> {
         Output::Table => print!("{}", render(&d)),
     }
     Ok(())
+}
+
+pub async fn workload(client: &Client, ns: &str, name: &str, output: Output) -> Result<()> {
+    let w = client.workload(ns, name).await?;
+    let events = client.workload_events(ns, name).await?;
+    match output {
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"workload": w, "events": events}))?)
+        }
+        Output::Table => print!("{}", render_workload(&w, &events)),
+    }
+    Ok(())
+}
+
+fn render_workload(w: &WorkloadView, events: &[String]) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+    line("Name:", format!("{}/{}", w.namespace, w.name));
+    line("Module:", w.module.clone());
+    line("Replicas:", w.replicas.to_string());
+    line("Requests:", format!("cpu {}, memory {}", format_cpu(w.cpu_millis), format_memory(w.memory_bytes)));
+    line("Restart:", w.restart.clone());
+    line("On node loss:", w.on_node_loss.clone());
+    let sel: Vec<String> = w.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    line("Selector:", if sel.is_empty() { "<none>".into() } else { sel.join(", ") });
+    let r = &w.rollout;
+    line(
+        "Rollout:",
+        format!(
+            "revision {} {}{} ({} updated, {} ready, {} old)",
+            w.revision,
+            r.state,
+            r.reason.as_ref().map(|x| format!(": {x}")).unwrap_or_default(),
+            r.updated,
+            r.ready,
+            r.old
+        ),
+    );
+    let revs: Vec<String> = w.revisions.iter().map(|r| r.revision.to_string()).collect();
+    line("Revisions:", revs.join(", "));
+    out.push_str("Instances:\n");
+    let mut t = Table::new(["  INSTANCE", "NODE", "STATE", "RESTARTS", "STARTED", "REASON"]);
+    for i in &w.instances {
+        t.row([
+            format!("  {}", i.id),
+            i.node.clone().unwrap_or_else(|| "-".into()),
+            i.state.clone(),
+            i.restarts.to_string(),
+            i.started_at.clone().unwrap_or_else(|| "-".into()),
+            i.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push_str("Events:\n");
+    if events.is_empty() {
+        out.push_str("  <none>\n");
+    }
+    for e in events {
+        out.push_str(&format!("  {e}\n"));
+    }
+    out
 }
 
 fn render(d: &NodeDetail) -> String {

@@ -8,3 +8,4 @@ pub mod dev;
 pub mod get;
 pub mod logs;
 pub mod node;
+pub mod rollout;

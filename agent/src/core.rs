@@ -335,6 +335,7 @@ impl Core {
             instances,
             events_dropped: self.events_dropped,
             last_event_seq: self.next_seq.saturating_sub(1),
+            oldest_unacked_seq: self.outbox.front().map_or(0, |e| e.seq),
             last_outage: self.last_outage,
         };
         self.publish(Channel::Heartbeat, QoS::AtMostOnce, &Message::Heartbeat(hb));

@@ -45,8 +45,11 @@ pub fn start_embedded(listen: SocketAddr) -> Result<(LinkTx, LinkRx), BrokerErro
         router: RouterConfig {
             max_connections: 100_000,
             max_outgoing_packet_count: 1_000,
-            max_segment_size: 64 * 1024 * 1024,
-            max_segment_count: 4,
+            // rumqttd keeps a log per subscription filter of up to size × count bytes. Heartbeats from a big
+            // fleet fill the controller's filters to that cap: keep it small (a segment must still hold the
+            // largest message, a module chunk).
+            max_segment_size: 2 * 1024 * 1024,
+            max_segment_count: 2,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),

@@ -26,7 +26,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::api::error::ApiError;
 use crate::api::types::{
     ConditionView, DeployRequest, EventStatsView, InstanceView, LogsResponse, ModuleView, NamespaceView, NodeDetail,
-    NodeInstanceView, NodeView, OutageView, ResourcesView, RevisionView, RolloutView, WorkloadView,
+    NodeInstanceView, NodeView, OutageView, ResourcesView, RevisionView, RolloutView, StatsView, WorkloadView,
 };
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::logbook::LogBook;
@@ -66,6 +66,9 @@ struct NodeLive {
     events_received: u64,
     events_duplicate: u64,
     events_missing: u64,
+    /// Sequence numbers applied above the node's contiguous watermark (`NodeRecord::last_event_seq`): events
+    /// can arrive out of order when a reconnect sends queued ones before the outbox is re-sent.
+    applied_above: BTreeSet<u64>,
     recent_events: VecDeque<String>,
 }
 
@@ -122,6 +125,20 @@ pub struct Cluster {
     logs: LogBook,
     /// Recent events per workload key, for `describe workload`.
     workload_events: HashMap<String, VecDeque<String>>,
+    counters: Counters,
+    /// Each node's instances as of the last committed pass, to skip unchanged nodes.
+    last_specs: HashMap<String, Vec<edge_proto::InstanceSpec>>,
+    /// Node records changed in memory (hellos) and not yet committed; the next pass or tick writes them.
+    unsaved_nodes: BTreeSet<String>,
+    /// Instances without a node after the last pass.
+    pending: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hellos: u64,
+    heartbeats: u64,
+    events: u64,
 }
 
 const MAX_REPLICAS: u32 = 1_000;
@@ -161,8 +178,13 @@ impl Cluster {
             instance_index: HashMap::new(),
             logs: LogBook::default(),
             workload_events: HashMap::new(),
+            counters: Counters::default(),
+            last_specs: HashMap::new(),
+            unsaved_nodes: BTreeSet::new(),
+            pending: 0,
         };
         cluster.rebuild_index();
+        cluster.pending = cluster.workloads.values().flat_map(|w| &w.instances).filter(|i| i.node.is_none()).count();
         Ok(cluster)
     }
 
@@ -745,8 +767,14 @@ impl Cluster {
         let mut specs = reconcile::node_specs(self.workloads.values(), |sha| modules.get(sha).map(|m| m.size));
         let mut node_updates: Vec<NodeRecord> = Vec::new();
         let mut publishes = Vec::new();
+        let mut seen: Vec<(String, Vec<edge_proto::InstanceSpec>)> = Vec::new();
         for node in self.nodes.values() {
             let instances = specs.remove(&node.name).unwrap_or_default();
+            // Unchanged since the last pass: skip hashing (with thousands of nodes, most passes change few).
+            if self.last_specs.get(&node.name) == Some(&instances) {
+                continue;
+            }
+            seen.push((node.name.clone(), instances.clone()));
             let hash = hex::encode(Sha256::digest(edge_proto::encode(&Message::Spec(NodeSpec {
                 generation: 0,
                 instances: instances.clone(),
@@ -762,6 +790,14 @@ impl Cluster {
         let mut batch: Vec<Change<'_>> =
             changed.iter().filter_map(|k| self.workloads.get(k)).map(Change::PutWorkload).collect();
         batch.extend(node_updates.iter().map(Change::PutNode));
+        let updated: HashSet<&str> = node_updates.iter().map(|n| n.name.as_str()).collect();
+        batch.extend(
+            self.unsaved_nodes
+                .iter()
+                .filter(|n| !updated.contains(n.as_str()))
+                .filter_map(|n| self.nodes.get(n))
+                .map(Change::PutNode),
+        );
         self.dirty = false;
         if let Err(e) = self.store.commit(&batch) {
             self.dirty = true;
@@ -774,6 +810,9 @@ impl Cluster {
         for n in node_updates {
             self.nodes.insert(n.name.clone(), n);
         }
+        self.unsaved_nodes.clear();
+        self.last_specs.extend(seen);
+        self.pending = self.workloads.values().flat_map(|w| &w.instances).filter(|i| i.node.is_none()).count();
         for p in publishes {
             let _ = self.publish.send(p);
         }
@@ -834,6 +873,11 @@ impl Cluster {
         let rolling = self.rollouts.values().any(|r| *r != Rollout::Complete);
         if self.dirty || rolling || ready != self.last_ready || lost != self.last_lost {
             self.reconcile()?;
+        } else if !self.unsaved_nodes.is_empty() {
+            let batch: Vec<Change<'_>> =
+                self.unsaved_nodes.iter().filter_map(|n| self.nodes.get(n)).map(Change::PutNode).collect();
+            self.store.commit(&batch)?;
+            self.unsaved_nodes.clear();
         }
         Ok(())
     }
@@ -893,7 +937,20 @@ impl Cluster {
         Ok(())
     }
 
+    pub fn stats(&self) -> StatsView {
+        StatsView {
+            nodes: self.nodes.len(),
+            ready_nodes: self.nodes.keys().filter(|n| self.is_ready(n)).count(),
+            workloads: self.workloads.len(),
+            instances: self.workloads.values().map(|w| w.instances.len()).sum(),
+            hellos: self.counters.hellos,
+            heartbeats: self.counters.heartbeats,
+            events: self.counters.events,
+        }
+    }
+
     fn on_hello(&mut self, node: &str, h: Hello) -> Result<(), ApiError> {
+        self.counters.hellos += 1;
         let now = now_ms();
         let live = self.live.entry(node.to_string()).or_default();
         live.online = true;
@@ -923,6 +980,9 @@ impl Cluster {
             tracing::info!(node, "the node's agent store is new: its event numbering starts again");
             record.store_id = h.store_id;
             record.last_event_seq = 0;
+            if let Some(live) = self.live.get_mut(node) {
+                live.applied_above.clear();
+            }
         }
         record.last_seen_ms = now;
         record.board = h.board;
@@ -937,23 +997,37 @@ impl Cluster {
             // the agent accepts what this controller decides.
             record.spec_generation = h.applied_generation;
             record.spec_hash.clear();
+            self.last_specs.remove(node);
         }
+        let new_spec_needed = record.spec_hash.is_empty() && record.spec_generation > 0;
         if self.nodes.get(node) != Some(&record) {
-            self.store.commit(&[Change::PutNode(&record)])?;
+            // Written with the next pass or tick (a batch): a hello is not a user's write, and the agent says it
+            // again on its next connection. Spec generations are committed before any spec is published.
             self.nodes.insert(node.to_string(), record);
+            self.unsaved_nodes.insert(node.to_string());
         }
-        self.reconcile()?;
+        if self.pending > 0 || new_spec_needed {
+            self.reconcile()?;
+        }
         // The retained spec may have been lost with a broker restart; send it again (same generation: a no-op
         // for an agent that has it).
-        let modules = &self.modules;
-        let specs = reconcile::node_specs(self.workloads.values(), |sha| modules.get(sha).map(|m| m.size));
-        let instances = specs.get(node).cloned().unwrap_or_default();
         let generation = self.nodes[node].spec_generation;
-        let _ = self.publish.send(self.spec_publish(node, generation, instances));
+        if generation > 0 {
+            let instances = match self.last_specs.get(node) {
+                Some(i) => i.clone(),
+                None => {
+                    let modules = &self.modules;
+                    let specs = reconcile::node_specs(self.workloads.values(), |sha| modules.get(sha).map(|m| m.size));
+                    specs.get(node).cloned().unwrap_or_default()
+                }
+            };
+            let _ = self.publish.send(self.spec_publish(node, generation, instances));
+        }
         Ok(())
     }
 
     fn on_heartbeat(&mut self, node: &str, h: Heartbeat) -> Result<(), ApiError> {
+        self.counters.heartbeats += 1;
         let live = self.live.entry(node.to_string()).or_default();
         let was_ready = live.online && live.last_heartbeat.is_some_and(|t| t.elapsed() < self.node_timeout);
         live.online = true;
@@ -964,8 +1038,29 @@ impl Cluster {
         track_running(live);
         live.heartbeat_at_ms = h.at_ms;
         live.agent_last_event_seq = h.last_event_seq;
+        // Everything below the agent's oldest unacknowledged event was applied here or is gone for good.
+        let floor = if h.oldest_unacked_seq == 0 { h.last_event_seq } else { h.oldest_unacked_seq - 1 };
         live.agent_events_dropped = h.events_dropped;
         live.last_outage = h.last_outage;
+        if let Some(record) = self.nodes.get(node) {
+            if floor > record.last_event_seq {
+                let mut w = record.last_event_seq;
+                let live = self.live.get_mut(node).expect("just inserted");
+                while w < floor {
+                    w += 1;
+                    if !live.applied_above.remove(&w) {
+                        live.events_missing += 1;
+                    }
+                }
+                while live.applied_above.remove(&(w + 1)) {
+                    w += 1;
+                }
+                let mut updated = record.clone();
+                updated.last_event_seq = w;
+                self.store.commit(&[Change::PutNode(&updated)])?;
+                self.nodes.insert(node.to_string(), updated);
+            }
+        }
         if !was_ready && self.nodes.contains_key(node) {
             self.reconcile()?;
         }
@@ -982,16 +1077,18 @@ impl Cluster {
         let live = self.live.entry(node.to_string()).or_default();
         live.last_seen_ms = Some(now_ms());
         for e in events {
-            if e.seq <= last {
+            if e.seq <= last || live.applied_above.contains(&e.seq) {
                 live.events_duplicate += 1;
                 continue;
             }
-            if last > 0 && e.seq > last + 1 {
-                // Contiguous numbering on the agent: a gap is events its full outbox dropped.
-                live.events_missing += e.seq - last - 1;
+            // Apply, then move the watermark over what is now contiguous. A gap stays open until the event
+            // arrives (re-sent from the agent's outbox) or the agent's heartbeat says it was dropped.
+            live.applied_above.insert(e.seq);
+            while live.applied_above.remove(&(last + 1)) {
+                last += 1;
             }
-            last = e.seq;
             live.events_received += 1;
+            self.counters.events += 1;
             if live.recent_events.len() >= RECENT_EVENTS {
                 live.recent_events.pop_front();
             }

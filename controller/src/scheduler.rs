@@ -59,12 +59,12 @@ impl NodeSlot {
         self.allocatable.saturating_sub(self.allocated)
     }
 
-    /// Fraction of the node in use after adding `request`, the larger of CPU and memory, in parts per million.
-    fn load_after(&self, request: Resources) -> u64 {
+    /// Fraction of the node in use after adding `request`, the larger of CPU and memory.
+    fn load_after(&self, request: Resources) -> Load {
         let cpu =
-            ratio(self.allocated.cpu_millis as u64 + request.cpu_millis as u64, self.allocatable.cpu_millis as u64);
+            Load::new(self.allocated.cpu_millis as u64 + request.cpu_millis as u64, self.allocatable.cpu_millis as u64);
         let mem =
-            ratio(self.allocated.memory_bytes.saturating_add(request.memory_bytes), self.allocatable.memory_bytes);
+            Load::new(self.allocated.memory_bytes.saturating_add(request.memory_bytes), self.allocatable.memory_bytes);
         cpu.max(mem)
     }
 
@@ -75,12 +75,74 @@ impl NodeSlot {
     }
 }
 
-fn ratio(used: u64, total: u64) -> u64 {
-    if total == 0 {
-        return u64::MAX;
-    }
-    (used as u128 * 1_000_000 / total as u128) as u64
+/// A fraction `used / total`, compared exactly by cross-multiplication (no division in the scheduler's inner
+/// loop). A zero total counts as full.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    used: u64,
+    total: u64,
 }
+
+impl Load {
+    fn new(used: u64, total: u64) -> Load {
+        if total == 0 {
+            Load { used: 1, total: 0 }
+        } else {
+            Load { used, total }
+        }
+    }
+
+    fn key(self) -> (u128, u128) {
+        // total == 0 is infinity: compare as 1/0 > anything finite.
+        (self.used as u128, self.total as u128)
+    }
+}
+
+impl PartialEq for Load {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Load {}
+
+impl PartialOrd for Load {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Load {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let ((a, b), (c, d)) = (self.key(), other.key());
+        match (b == 0, d == 0) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            (false, false) => (a * d).cmp(&(c * b)),
+        }
+    }
+}
+
+/// Hashes node indexes with one multiplication: the inner loop looks one up per node.
+#[derive(Default, Clone, Copy)]
+struct IndexHasher(u64);
+
+impl std::hash::Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100000001b3);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IndexMap = HashMap<usize, u32, std::hash::BuildHasherDefault<IndexHasher>>;
 
 /// No node fits; `reason` is worded as Kubernetes words it: `0/3 nodes available: 2 insufficient memory, 1 cordoned`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,43 +151,89 @@ pub struct Unschedulable {
 }
 
 /// The cluster as the scheduler sees it.
+///
+/// Large clusters are scored the way kube-scheduler does it (`percentageOfNodesToScore`): a placement stops
+/// scanning once it has found enough feasible nodes (all of them up to 100 nodes; beyond, 50 % minus 1 % per 125
+/// nodes, at least 5 % and at least 100), starting where the previous placement stopped, so successive
+/// placements look at different nodes. Filters are never sampled: a node that does not fit is never chosen, and
+/// "nothing fits" is only said after every node was examined.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub nodes: Vec<NodeSlot>,
-    /// Replicas per (zone, workload key), over nodes that carry a zone label.
-    zones: HashMap<(String, String), u32>,
+    index: HashMap<String, usize>,
+    /// Zone of each node (index into `zone_names`), interned once: the scan must not hash strings per node.
+    zone_of: Vec<Option<u32>>,
+    zone_names: Vec<String>,
+    /// Replicas per workload key and zone index.
+    zones: HashMap<String, Vec<u32>>,
+    /// Replicas per workload key and node index (few entries per workload: quick to consult for every node).
+    by_workload: HashMap<String, IndexMap>,
+    /// Where the next placement starts scanning.
+    cursor: usize,
+}
+
+/// How many feasible nodes a placement scores among `n` nodes.
+fn sample_size(n: usize) -> usize {
+    if n <= 100 {
+        return n;
+    }
+    let pct = 50usize.saturating_sub(n / 125).max(5);
+    (n * pct / 100).max(100)
 }
 
 impl Snapshot {
     pub fn new(mut nodes: Vec<NodeSlot>) -> Snapshot {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut zones = HashMap::new();
-        for n in &nodes {
-            if let Some(z) = n.labels.get(ZONE_LABEL) {
-                for (w, count) in &n.replicas {
-                    *zones.entry((z.clone(), w.clone())).or_default() += count;
+        let mut s = Snapshot { index: HashMap::with_capacity(nodes.len()), ..Default::default() };
+        for (i, n) in nodes.iter().enumerate() {
+            s.index.insert(n.name.clone(), i);
+            let zone = n.labels.get(ZONE_LABEL).map(|z| match s.zone_names.iter().position(|x| x == z) {
+                Some(p) => p as u32,
+                None => {
+                    s.zone_names.push(z.clone());
+                    (s.zone_names.len() - 1) as u32
                 }
+            });
+            s.zone_of.push(zone);
+        }
+        let zone_count = s.zone_names.len();
+        for (i, n) in nodes.iter().enumerate() {
+            for (w, count) in &n.replicas {
+                if let Some(z) = s.zone_of[i] {
+                    s.zones.entry(w.clone()).or_insert_with(|| vec![0; zone_count])[z as usize] += count;
+                }
+                *s.by_workload.entry(w.clone()).or_default().entry(i).or_default() += count;
             }
         }
-        Snapshot { nodes, zones }
+        s.nodes = nodes;
+        s
     }
 
     pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeSlot> {
-        self.nodes.iter_mut().find(|n| n.name == name)
+        let i = *self.index.get(name)?;
+        self.nodes.get_mut(i)
     }
 
     /// Books an instance already bound to `node` (building a snapshot). Unknown nodes are ignored.
     pub fn book(&mut self, node: &str, workload: &str, request: Resources) {
-        let Some(i) = self.nodes.iter().position(|n| n.name == node) else { return };
+        let Some(&i) = self.index.get(node) else { return };
         self.book_at(i, workload, request);
     }
 
     fn book_at(&mut self, i: usize, workload: &str, request: Resources) {
-        let node = &mut self.nodes[i];
-        node.book(workload, request);
-        if let Some(z) = node.labels.get(ZONE_LABEL) {
-            *self.zones.entry((z.clone(), workload.to_string())).or_default() += 1;
+        self.nodes[i].book(workload, request);
+        if let Some(z) = self.zone_of[i] {
+            let zones = self.zone_names.len();
+            match self.zones.get_mut(workload) {
+                Some(counts) => counts[z as usize] += 1,
+                None => {
+                    let mut counts = vec![0; zones];
+                    counts[z as usize] = 1;
+                    self.zones.insert(workload.to_string(), counts);
+                }
+            }
         }
+        *self.by_workload.entry(workload.to_string()).or_default().entry(i).or_default() += 1;
     }
 
     /// Places one replica of `workload` needing `request` on any node, books it, and returns the node's name.
@@ -140,10 +248,20 @@ impl Snapshot {
         request: Resources,
         selector: &BTreeMap<String, String>,
     ) -> Result<String, Unschedulable> {
-        let mut best: Option<(u32, u32, u64, usize)> = None;
+        let mut best: Option<(u32, u32, Load, usize)> = None;
         // not ready, cordoned, selector, insufficient cpu, insufficient memory
         let mut rejections: [usize; 5] = [0; 5];
-        for (i, node) in self.nodes.iter().enumerate() {
+        let n = self.nodes.len();
+        let want = sample_size(n);
+        let mut feasible = 0;
+        let empty = IndexMap::default();
+        let on_nodes = self.by_workload.get(workload).unwrap_or(&empty);
+        let no_zones = Vec::new();
+        let in_zones = self.zones.get(workload).unwrap_or(&no_zones);
+        let mut next_cursor = self.cursor;
+        for k in 0..n {
+            let i = (self.cursor + k) % n;
+            let node = &self.nodes[i];
             match node.blocker {
                 Some(Blocker::NotReady) => {
                     rejections[0] += 1;
@@ -155,7 +273,7 @@ impl Snapshot {
                 }
                 None => {}
             }
-            if !node.matches(selector) {
+            if !selector.is_empty() && !node.matches(selector) {
                 rejections[2] += 1;
                 continue;
             }
@@ -168,15 +286,24 @@ impl Snapshot {
                 rejections[3] += 1;
                 continue;
             }
-            let in_zone = node
-                .labels
-                .get(ZONE_LABEL)
-                .map_or(0, |z| self.zones.get(&(z.clone(), workload.to_string())).copied().unwrap_or(0));
-            let key = (in_zone, node.replicas.get(workload).copied().unwrap_or(0), node.load_after(request), i);
-            if best.is_none_or(|b| (key.0, key.1, key.2) < (b.0, b.1, b.2)) {
-                best = Some(key);
+            let in_zone = self.zone_of[i].and_then(|z| in_zones.get(z as usize)).copied().unwrap_or(0);
+            let here = if on_nodes.is_empty() { 0 } else { on_nodes.get(&i).copied().unwrap_or(0) };
+            // Spread first (zone, then node); the load only breaks ties, so it is computed only then.
+            let better = match &best {
+                None => true,
+                Some(b) if (in_zone, here) != (b.0, b.1) => (in_zone, here) < (b.0, b.1),
+                Some(b) => node.load_after(request) < b.2,
+            };
+            if better {
+                best = Some((in_zone, here, node.load_after(request), i));
+            }
+            feasible += 1;
+            if feasible >= want {
+                next_cursor = (i + 1) % n;
+                break;
             }
         }
+        self.cursor = next_cursor;
         match best {
             Some((_, _, _, i)) => {
                 self.book_at(i, workload, request);
@@ -270,83 +397,114 @@ mod tests {
     }
 
     #[test]
+    fn large_clusters_sample_but_never_overcommit_and_spread_evenly() {
+        assert_eq!(sample_size(100), 100);
+        assert_eq!(sample_size(1_000), 420);
+        assert_eq!(sample_size(10_000), 500);
+        let mut s = Snapshot::new((0..2_000).map(|i| NodeSlot::new(format!("n{i:05}"), res(1000, 100))).collect());
+        for _ in 0..4_000 {
+            s.place("ns/w", res(400, 40)).unwrap();
+        }
+        assert!(s.nodes.iter().all(|n| n.replicas.get("ns/w") == Some(&2)), "two replicas on every node");
+        // Full: the next one is refused with every node counted.
+        let err = s.place("ns/w", res(400, 40)).unwrap_err();
+        assert_eq!(err.reason, "0/2000 nodes available: 2000 insufficient memory");
+    }
+
+    #[test]
     fn not_ready_nodes_take_nothing() {
         let mut s = Snapshot::new(vec![NodeSlot::new("a", res(1000, 100))]);
         s.nodes[0].blocker = Some(Blocker::NotReady);
         assert_eq!(s.place("ns/w", res(1, 1)).unwrap_err().reason, "0/1 nodes available: 1 not ready");
     }
 
-    /// A small deterministic generator, so the randomized checks below are reproducible without a dependency.
-    struct Lcg(u64);
+    use proptest::prelude::*;
 
-    impl Lcg {
-        fn next(&mut self, below: u64) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (self.0 >> 33) % below
-        }
+    fn node_strategy() -> impl Strategy<Value = NodeSlot> {
+        (500u32..4500, 64u64..4160, 0u8..10, 0u8..3, 0u8..3).prop_map(|(cpu, mem, blocked, zone, board)| {
+            let mut labels = BTreeMap::new();
+            labels.insert("zone".to_string(), format!("z{zone}"));
+            labels.insert("board".to_string(), format!("b{board}"));
+            let mut slot = NodeSlot::new("", res(cpu, mem)).with_labels(labels);
+            slot.blocker = match blocked {
+                0 => Some(Blocker::NotReady),
+                1 => Some(Blocker::Cordoned),
+                _ => None,
+            };
+            slot
+        })
     }
 
-    fn random_cluster(rng: &mut Lcg) -> Snapshot {
-        let n = 1 + rng.next(12) as usize;
-        let nodes = (0..n)
-            .map(|i| {
-                let mut slot = NodeSlot::new(format!("n{i:02}"), res(500 + rng.next(4000) as u32, 64 + rng.next(4096)));
-                slot.blocker = match rng.next(10) {
-                    0 => Some(Blocker::NotReady),
-                    1 => Some(Blocker::Cordoned),
-                    _ => None,
-                };
-                slot
-            })
-            .collect();
-        Snapshot::new(nodes)
+    fn cluster_strategy() -> impl Strategy<Value = Snapshot> {
+        prop::collection::vec(node_strategy(), 1..40).prop_map(|mut nodes| {
+            for (i, n) in nodes.iter_mut().enumerate() {
+                n.name = format!("n{i:02}");
+            }
+            Snapshot::new(nodes)
+        })
     }
 
-    #[test]
-    fn randomized_clusters_are_never_overcommitted_and_placement_is_deterministic() {
-        let mut rng = Lcg(7);
-        for _ in 0..300 {
-            let base = random_cluster(&mut rng);
-            let requests: Vec<(String, Resources)> =
-                (0..40).map(|_| (format!("ns/w{}", rng.next(5)), res(rng.next(1500) as u32, rng.next(1024)))).collect();
+    /// (workload, request, selector on `board`).
+    fn requests_strategy() -> impl Strategy<Value = Vec<(String, Resources, Option<u8>)>> {
+        prop::collection::vec(
+            (0u8..5, 0u32..1500, 0u64..1024, prop::option::of(0u8..4))
+                .prop_map(|(w, cpu, mem, board)| (format!("ns/w{w}"), res(cpu, mem), board)),
+            0..60,
+        )
+    }
+
+    fn selector(board: Option<u8>) -> BTreeMap<String, String> {
+        board.map(|b| BTreeMap::from([("board".to_string(), format!("b{b}"))])).unwrap_or_default()
+    }
+
+    proptest! {
+        #[test]
+        fn never_overcommits_respects_selectors_and_is_deterministic(
+            base in cluster_strategy(),
+            requests in requests_strategy(),
+        ) {
             let run = |mut snap: Snapshot| {
                 let placed: Vec<Result<String, Unschedulable>> =
-                    requests.iter().map(|(w, r)| snap.place(w, *r)).collect();
+                    requests.iter().map(|(w, r, b)| snap.place_matching(w, *r, &selector(*b))).collect();
                 (snap, placed)
             };
             let (snap, placed) = run(base.clone());
             let (_, again) = run(base.clone());
-            assert_eq!(placed, again, "same input, same output");
+            prop_assert_eq!(&placed, &again, "same input, same output");
             for node in &snap.nodes {
-                assert!(node.allocatable.fits(node.allocated), "{} over-committed", node.name);
+                prop_assert!(node.allocatable.fits(node.allocated), "{} over-committed", node.name);
                 if node.blocker.is_some() {
-                    assert!(node.replicas.is_empty(), "{} is blocked but got replicas", node.name);
+                    prop_assert!(node.replicas.is_empty(), "{} is blocked but got replicas", node.name);
                 }
             }
-            for ((_, r), p) in requests.iter().zip(&placed) {
-                if let Err(e) = p {
-                    assert!(e.reason.starts_with(&format!("0/{} nodes available", snap.nodes.len())), "{}", e.reason);
-                    // Unschedulable really means no open node had room at that moment (checked at the end,
-                    // when free space can only be smaller).
-                    assert!(snap.nodes.iter().all(|n| n.blocker.is_some() || !n.free().fits(*r)));
+            for ((_, r, b), p) in requests.iter().zip(&placed) {
+                match p {
+                    Ok(name) => {
+                        let node = snap.nodes.iter().find(|n| &n.name == name).unwrap();
+                        prop_assert!(node.matches(&selector(*b)), "{} does not match the selector", name);
+                    }
+                    Err(e) => {
+                        let prefix = format!("0/{} nodes available", snap.nodes.len());
+                        prop_assert!(e.reason.starts_with(&prefix), "{}", e.reason);
+                        // Nothing open, matching and with room existed (free space only shrinks afterwards).
+                        prop_assert!(snap.nodes.iter().all(|n| n.blocker.is_some()
+                            || !n.matches(&selector(*b))
+                            || !n.free().fits(*r)));
+                    }
                 }
             }
         }
-    }
 
-    #[test]
-    fn replicas_spread_evenly_over_equal_nodes() {
-        for nodes in 1..8usize {
-            for replicas in 0..30usize {
-                let mut s =
-                    Snapshot::new((0..nodes).map(|i| NodeSlot::new(format!("n{i}"), res(100_000, 100_000))).collect());
-                for _ in 0..replicas {
-                    s.place("ns/w", res(10, 10)).unwrap();
-                }
-                let counts: Vec<u32> = s.nodes.iter().map(|n| n.replicas.get("ns/w").copied().unwrap_or(0)).collect();
-                let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-                assert!(max - min <= 1, "{nodes} nodes, {replicas} replicas: {counts:?}");
+        #[test]
+        fn replicas_spread_evenly_over_equal_nodes_prop(nodes in 1usize..12, replicas in 0usize..40) {
+            let mut s =
+                Snapshot::new((0..nodes).map(|i| NodeSlot::new(format!("n{i}"), res(100_000, 100_000))).collect());
+            for _ in 0..replicas {
+                s.place("ns/w", res(10, 10)).unwrap();
             }
+            let counts: Vec<u32> = s.nodes.iter().map(|n| n.replicas.get("ns/w").copied().unwrap_or(0)).collect();
+            let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+            prop_assert!(max - min <= 1, "{} nodes, {} replicas: {:?}", nodes, replicas, counts);
         }
     }
 }

@@ -163,6 +163,7 @@ mod tests {
                 instances: vec![],
                 events_dropped: 1,
                 last_event_seq: 44,
+                oldest_unacked_seq: 40,
                 last_outage: Some(Outage {
                     started_ms: 1,
                     ended_ms: 2,

@@ -136,6 +136,9 @@ pub struct Heartbeat {
     /// The highest event sequence number the agent has assigned (0: none yet). The controller is caught up
     /// when it has applied this one.
     pub last_event_seq: u64,
+    /// The oldest event still in the agent's outbox (0: the outbox is empty). Every event numbered below it was
+    /// either acknowledged or dropped by a full outbox: the controller stops waiting for the ones it lacks.
+    pub oldest_unacked_seq: u64,
     /// The agent's last period without a broker connection, once it has ended.
     pub last_outage: Option<Outage>,
 }

@@ -8,10 +8,13 @@
 //! - [`proc`]: the real binaries as child processes (SIGKILL, restart on the same store).
 //! - [`proxy`]: a TCP proxy to cut one node off its broker and heal it.
 //! - [`wire`]: a test-side MQTT peer that drives one agent with exact specs.
+//! - [`sim`]: a fleet simulator (thousands of protocol-only nodes over a few MQTT connections).
+//! - [`scenario`]: fault and failover scenarios shared by tests and bench binaries.
 
 pub mod proc;
 pub mod proxy;
 pub mod scenario;
+pub mod sim;
 pub mod wire;
 
 use std::future::Future;

@@ -239,7 +239,15 @@ impl ProcFleet {
             if let Some(v) = self.converged().await {
                 return (t0.elapsed(), v);
             }
-            assert!(Instant::now() < deadline, "not converged within {timeout:?}");
+            if Instant::now() >= deadline {
+                let nodes = self.api.try_get("/v1/nodes").await;
+                let mut details = Vec::new();
+                for n in 1..=self.agents.len() {
+                    details.push(self.api.try_get(&format!("/v1/nodes/n{n}")).await);
+                }
+                let tick = self.api.try_get("/v1/namespaces/default/workloads/tick").await;
+                panic!("not converged within {timeout:?}: nodes {nodes:?}\ndetails {details:?}\ntick {tick:?}");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -374,4 +382,46 @@ pub async fn controller_kill_during_writes(total: usize, kill_after: usize) -> W
     let stored: BTreeSet<String> =
         all.as_array().expect("array").iter().filter_map(|w| w["name"].as_str().map(str::to_string)).collect();
     WriteStream { acknowledged: acked.len(), lost: acked.difference(&stored).count() }
+}
+
+/// Failover times over `trials`: with `--reschedule-after 1s` and 3 agents running 2 replicas of `tick`, the
+/// agent of one replica is SIGKILLed; the time until 2 replicas are Running elsewhere is measured; the agent is
+/// restarted (it stops its moved copy) before the next trial. Returns the sorted times.
+pub async fn failover(trials: usize) -> Vec<Duration> {
+    let mut fleet = ProcFleet::start(3, None, &["--reschedule-after", "1s"]).await;
+    let tick = fleet.api.upload(example("ticker.wasm")).await;
+    fleet.api.deploy("tick", &tick, 2).await;
+    fleet.api.wait_running("tick", 2).await;
+    let mut times = Vec::new();
+    for _ in 0..trials {
+        let w = fleet.api.workload("tick").await;
+        let victim = w["instances"][0]["node"].as_str().expect("placed").to_string();
+        let index: usize = victim.trim_start_matches('n').parse::<usize>().expect("node name") - 1;
+        fleet.agents[index].kill9();
+        let t0 = Instant::now();
+        let api = fleet.api.clone();
+        let v = victim.clone();
+        eventually(Duration::from_secs(60), "replicas Running off the killed node", || {
+            let (api, v) = (api.clone(), v.clone());
+            async move {
+                let w = api.try_get("/v1/namespaces/default/workloads/tick").await?;
+                let elsewhere =
+                    w["instances"].as_array()?.iter().filter(|i| i["state"] == "Running" && i["node"] != v.as_str());
+                (elsewhere.count() == 2).then_some(())
+            }
+        })
+        .await;
+        times.push(t0.elapsed());
+        fleet.agents[index] = fleet.spawn_agent(&victim);
+        eventually(Duration::from_secs(60), "the killed node back, running nothing", || {
+            let (api, v) = (api.clone(), victim.clone());
+            async move {
+                let d = api.try_get(&format!("/v1/nodes/{v}")).await?;
+                (d["node"]["status"] == "Ready" && d["node"]["instances"] == 0).then_some(())
+            }
+        })
+        .await;
+    }
+    times.sort();
+    times
 }

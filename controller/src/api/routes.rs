@@ -3,6 +3,7 @@
 //! | method + path                                   | what                                          |
 //! |-------------------------------------------------|-----------------------------------------------|
 //! | `GET /healthz`                                  | liveness                                      |
+//! | `GET /v1/stats`                                 | `StatsView`: counts of nodes, messages handled |
 //! | `POST /v1/modules` (body: wasm bytes)           | validate and store a module → `ModuleView`    |
 //! | `GET /v1/modules`, `GET /v1/modules/{sha256}`   | list / one                                    |
 //! | `GET /v1/nodes`                                 | `[NodeView]`                                  |
@@ -31,7 +32,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::types::{
     DeployRequest, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView, NodeDetail, NodeView,
-    WorkloadView,
+    StatsView, WorkloadView,
 };
 use crate::cluster::Cluster;
 
@@ -43,6 +44,7 @@ type Shared = Arc<Mutex<Cluster>>;
 pub fn router(cluster: Shared) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/stats", get(stats))
         .route("/v1/modules", post(upload_module).get(list_modules))
         .route("/v1/modules/{sha}", get(get_module))
         .route("/v1/nodes", get(list_nodes))
@@ -85,6 +87,10 @@ async fn list_nodes(State(c): State<Shared>) -> Json<Vec<NodeView>> {
 
 async fn get_node(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeDetail>, ApiError> {
     lock(&c).node_detail(&name).map(Json)
+}
+
+async fn stats(State(c): State<Shared>) -> Json<StatsView> {
+    Json(lock(&c).stats())
 }
 
 async fn list_namespaces(State(c): State<Shared>) -> Json<Vec<NamespaceView>> {

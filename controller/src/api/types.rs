@@ -243,3 +243,16 @@ pub struct NamespaceView {
     pub used: Usage,
     pub workloads: usize,
 }
+
+/// `GET /v1/stats`: counters since the controller started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsView {
+    pub nodes: usize,
+    pub ready_nodes: usize,
+    pub workloads: usize,
+    pub instances: usize,
+    /// Messages handled from agents, by kind.
+    pub hellos: u64,
+    pub heartbeats: u64,
+    pub events: u64,
+}

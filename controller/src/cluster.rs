@@ -928,7 +928,8 @@ impl Cluster {
         let was_ready = live.online;
         live.online = online;
         if !online {
-            live.last_heartbeat = None;
+            // `last_heartbeat` stays: NotReady-since is the earlier of the Last Will and the heartbeat silence,
+            // never the controller's start (which would count a long-running node as lost at once).
             live.offline_at = Some(Instant::now());
         }
         if was_ready != online && self.nodes.contains_key(node) {

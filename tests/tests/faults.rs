@@ -99,7 +99,18 @@ async fn a_partitioned_node_stops_the_moved_replica_when_it_heals() {
     let nodes: HashSet<&str> = running.iter().map(|i| i["node"].as_str().unwrap()).collect();
     assert_eq!(nodes, HashSet::from(["cut", "kept"]));
 
+    // Let the controller run longer than node-timeout + reschedule-after: a lost node must be measured from its
+    // own Last Will, not from the controller's start (a bug that once moved replicas at once).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     proxy.cut();
+    let cut_at = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let w = api.workload("tick").await;
+    assert!(
+        w["instances"].as_array().unwrap().iter().any(|i| i["node"] == "cut"),
+        "replica moved {:?} after the cut, before --reschedule-after (1 s): {w}",
+        cut_at.elapsed()
+    );
     eventually(Duration::from_secs(30), "both replicas Running on the kept node", || {
         let api = api.clone();
         async move {

@@ -2,7 +2,7 @@
 //! under a simulated fleet, and failover after SIGKILL. Prints the table recorded in BENCHMARKS.md.
 //!
 //! ```text
-//! cargo build --release --bins && target/release/control-plane [--skip-fleet] [--trials 20]
+//! cargo build --release --bins && target/release/control-plane [--skip-fleet | --fleet 1000,10000] [--trials 20]
 //! ```
 
 use std::collections::BTreeMap;
@@ -36,7 +36,11 @@ async fn main() {
     let placements = scheduler_and_store();
     println!("{placements}");
     if !flag("--skip-fleet") {
-        for nodes in [1_000, 10_000] {
+        let sizes: Vec<usize> = match arg("--fleet") {
+            Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
+            None => vec![1_000, 10_000],
+        };
+        for nodes in sizes {
             fleet(nodes).await;
         }
     }

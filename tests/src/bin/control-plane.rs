@@ -70,7 +70,7 @@ fn scheduler_and_store() -> String {
     let request = Resources { cpu_millis: 30, memory_bytes: 64 << 20 };
     let keys: Vec<String> = (0..WORKLOADS).map(|w| format!("default/w{w:04}")).collect();
     let t0 = Instant::now();
-    let mut placed: Vec<Vec<String>> = vec![Vec::with_capacity(REPLICAS); WORKLOADS];
+    let mut placed: Vec<Vec<String>> = (0..WORKLOADS).map(|_| Vec::with_capacity(REPLICAS)).collect();
     for (w, key) in keys.iter().enumerate() {
         for _ in 0..REPLICAS {
             placed[w].push(snap.place(key, request).expect("room for every replica"));

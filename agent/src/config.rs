@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use edge_proto::{EngineTarget, Resources};
+use edge_proto::{EngineProfile, EngineTarget, Resources};
 
 use crate::error::AgentError;
 
@@ -29,6 +29,8 @@ pub struct AgentConfig {
     pub prefix: String,
     /// Bounds of the outbox and the module cache.
     pub limits: crate::core::Limits,
+    /// The engine target (else this CPU's: Cranelift where it has a backend, Pulley elsewhere).
+    pub engine: Option<EngineTarget>,
 }
 
 impl AgentConfig {
@@ -46,6 +48,7 @@ impl AgentConfig {
             heartbeat: Duration::from_secs(2),
             prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
             limits: crate::core::Limits::default(),
+            engine: None,
         }
     }
 }
@@ -58,7 +61,8 @@ pub const DEFAULT_RESERVE: Resources = Resources { cpu_millis: 100, memory_bytes
 pub struct NodeIdentity {
     pub board: String,
     pub arch: String,
-    pub engine: EngineTarget,
+    /// Target and memory layout of the wasmtime engine; artifacts are compiled for exactly this.
+    pub engine: EngineProfile,
     pub capacity: Resources,
     pub reserved: Resources,
     pub labels: Vec<(String, String)>,
@@ -90,7 +94,10 @@ impl NodeIdentity {
         Ok(NodeIdentity {
             board: board.map_or_else(|| "generic".to_string(), |b| b.name.to_string()),
             arch: std::env::consts::ARCH.to_string(),
-            engine: native_engine(),
+            engine: edge_engine::profile_for(
+                config.engine.unwrap_or_else(edge_engine::host_target),
+                capacity.memory_bytes,
+            ),
             capacity,
             reserved: config.reserved.unwrap_or(match board {
                 Some(b) => Resources { cpu_millis: b.reserved_cpu_millis, memory_bytes: b.reserved_memory_bytes },
@@ -98,16 +105,6 @@ impl NodeIdentity {
             }),
             labels,
         })
-    }
-}
-
-/// The engine target this build runs natively: Cranelift where it has a backend, else Pulley.
-pub fn native_engine() -> EngineTarget {
-    match std::env::consts::ARCH {
-        "x86_64" => EngineTarget::X86_64,
-        "aarch64" => EngineTarget::Aarch64,
-        _ if cfg!(target_pointer_width = "32") => EngineTarget::Pulley32,
-        _ => EngineTarget::Pulley64,
     }
 }
 

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::now_ms;
 use crate::config::NodeIdentity;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeError};
 use crate::store::Store;
 use crate::supervisor::{Decision, Exit, Supervisor};
 
@@ -48,9 +48,25 @@ pub enum Input {
     Connected,
     Disconnected,
     Message(Message),
-    Started { id: String, run: u64, at_ms: u64 },
-    Exited { id: String, run: u64, exit: Exit, ran_for: Duration },
-    RestartDue { id: String, run: u64 },
+    Started {
+        id: String,
+        run: u64,
+        at_ms: u64,
+    },
+    Exited {
+        id: String,
+        run: u64,
+        exit: Exit,
+        ran_for: Duration,
+    },
+    RestartDue {
+        id: String,
+        run: u64,
+    },
+    /// A cached module could not be loaded (an incompatible or corrupt artifact): drop it so it is fetched again.
+    ModuleUnusable {
+        sha: Sha256,
+    },
 }
 
 /// Limits of the agent's local state.
@@ -80,6 +96,8 @@ struct Instance {
 
 struct Fetch {
     buf: Vec<u8>,
+    /// The payload's hash as the first chunk announced it; every later chunk must announce the same.
+    sha256: Option<Sha256>,
     last_activity: Instant,
 }
 
@@ -269,6 +287,12 @@ impl Core {
                 self.event(&id, restarts, EventKind::Started { started_at_ms: at_ms });
             }
             Input::Exited { id, run, exit, ran_for } => self.on_exit(id, run, exit, ran_for),
+            Input::ModuleUnusable { sha } => {
+                self.runtime.forget(&sha);
+                if let Err(e) = self.store.remove_module(&sha) {
+                    tracing::warn!(error = %e, "cannot drop an unusable module");
+                }
+            }
             Input::RestartDue { id, run } => {
                 let Some(inst) = self.instances.get_mut(&id).filter(|i| i.run == run && i.task.is_none()) else {
                     return;
@@ -423,6 +447,13 @@ impl Core {
                     t.abort();
                 }
                 self.event(&id, inst.sup.restarts, EventKind::Stopped);
+                if !inst.spec.volumes.is_empty() {
+                    // Volumes belong to the instance: gone with it (a restart keeps them).
+                    let dir = self.runtime.instance_volumes(&id);
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(error = %e, dir = %dir.display(), "cannot remove a stopped instance's volumes");
+                    }
+                }
             }
         }
         for spec in desired {
@@ -448,7 +479,7 @@ impl Core {
     fn start(&mut self, id: &str) {
         let Some(inst) = self.instances.get_mut(id) else { return };
         let sha = inst.spec.module;
-        let bytes = if self.runtime.is_compiled(&sha) {
+        let bytes = if self.runtime.is_loaded(&sha) {
             None
         } else {
             match self.store.module(&sha) {
@@ -474,10 +505,7 @@ impl Core {
         let task = tokio::spawn(async move {
             let id = spec.id.clone();
             let began = Instant::now();
-            let module = match bytes {
-                Some(b) => runtime.compile(spec.module, b).await,
-                None => runtime.compile(spec.module, Arc::new(Vec::new())).await,
-            };
+            let module = runtime.load(spec.module, bytes.unwrap_or_default()).await;
             let exit = match module {
                 Ok(module) => {
                     let started = {
@@ -488,7 +516,12 @@ impl Core {
                     };
                     runtime.run(&module, &spec, logs, dropped, started).await
                 }
-                Err(e) => Exit::Failed(e.to_string()),
+                Err(e) => {
+                    if matches!(e, RuntimeError::Artifact(_)) {
+                        let _ = inputs.send(Input::ModuleUnusable { sha: spec.module });
+                    }
+                    Exit::Failed(e.to_string())
+                }
             };
             let _ = inputs.send(Input::Exited { id, run, exit, ran_for: began.elapsed() });
         });
@@ -604,7 +637,7 @@ impl Core {
         if self.fetches.contains_key(&sha) {
             return;
         }
-        self.fetches.insert(sha, Fetch { buf: Vec::new(), last_activity: Instant::now() });
+        self.fetches.insert(sha, Fetch { buf: Vec::new(), sha256: None, last_activity: Instant::now() });
         self.request_chunk(sha);
     }
 
@@ -615,7 +648,12 @@ impl Core {
         if !connected {
             return;
         }
-        let req = ModuleRequest { module: sha, offset: f.buf.len() as u64, max_len: edge_proto::MODULE_CHUNK };
+        let req = ModuleRequest {
+            module: sha,
+            artifact: Some(self.runtime.profile()),
+            offset: f.buf.len() as u64,
+            max_len: edge_proto::MODULE_CHUNK,
+        };
         self.publish(Channel::ModuleRequest, QoS::AtLeastOnce, &Message::ModuleRequest(req));
     }
 
@@ -626,17 +664,38 @@ impl Core {
                     self.fail_waiting(module, "module not found on the controller");
                 }
             }
+            ModuleReply::Refused { module, artifact, reason } => {
+                if self.fetches.contains_key(&module) && artifact == Some(self.runtime.profile()) {
+                    self.fail_waiting(module, &format!("no artifact for this node: {reason}"));
+                }
+            }
             ModuleReply::Chunk(chunk) => {
                 let sha = chunk.module;
+                let profile = self.runtime.profile();
                 let Some(f) = self.fetches.get_mut(&sha) else { return };
                 if chunk.offset != f.buf.len() as u64 {
                     return; // A duplicate or a stale reply; the matching one is (re)requested.
                 }
-                if chunk.total > MAX_MODULE || chunk.offset + chunk.data.len() as u64 > chunk.total {
+                let why = if chunk.artifact != Some(profile) {
+                    Some(format!(
+                        "artifact download refused: built for {}, this node runs {}",
+                        chunk.artifact.map_or("no engine (WebAssembly bytes)".to_string(), |p| p.target.to_string()),
+                        profile.target
+                    ))
+                } else if chunk.total > MAX_MODULE || chunk.offset + chunk.data.len() as u64 > chunk.total {
+                    Some("artifact download refused: inconsistent or oversize chunk".to_string())
+                } else if f.sha256.is_some_and(|h| h != chunk.sha256) {
+                    Some("artifact download refused: its announced hash changed mid-transfer".to_string())
+                } else {
+                    None
+                };
+                if let Some(why) = why {
                     f.buf.clear();
-                    self.fail_waiting(sha, "module download refused: inconsistent or oversize chunk");
+                    f.sha256 = None;
+                    self.fail_waiting(sha, &why);
                     return;
                 }
+                f.sha256 = Some(chunk.sha256);
                 f.buf.extend_from_slice(&chunk.data);
                 f.last_activity = Instant::now();
                 if (f.buf.len() as u64) < chunk.total {
@@ -648,9 +707,9 @@ impl Core {
                 }
                 let Some(f) = self.fetches.remove(&sha) else { return };
                 let actual: Sha256 = sha2::Sha256::digest(&f.buf).into();
-                if actual != sha {
-                    self.fetches.insert(sha, Fetch { buf: Vec::new(), last_activity: Instant::now() });
-                    self.fail_waiting(sha, "module download failed its sha256 check; retrying");
+                if Some(actual) != f.sha256 {
+                    self.fetches.insert(sha, Fetch { buf: Vec::new(), sha256: None, last_activity: Instant::now() });
+                    self.fail_waiting(sha, "artifact download failed its sha256 check; retrying");
                     return;
                 }
                 if let Err(e) = self.store.put_module(&sha, &f.buf, now_ms()) {

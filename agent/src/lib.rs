@@ -7,21 +7,25 @@
 //! - [`session`]: the MQTT connection (Last Will, resubscribe on every ConnAck, jittered back-off).
 //! - [`core`]: the single task that owns the node's state: specs, instances, events, module downloads.
 //! - [`supervisor`]: pure restart-policy and back-off decisions per instance.
-//! - [`runtime`]: the wasmtime engine, compiled-module cache, and running one instance.
+//! - [`runtime`]: the wasmtime engine for the node's profile, loaded-module cache, running one instance.
+//! - [`limits`]: memory limiter and CPU throttle per instance.
+//! - [`volume`]: per-instance volume directories and their quotas.
 //! - [`logsink`]: guest stdout/stderr split into bounded log lines.
-//! - [`store`]: the agent's redb file (spec, module cache, event outbox, restart counters).
+//! - [`store`]: the agent's redb file (spec, artifact cache, event outbox, restart counters).
 //! - [`manifest`]: local manifests for standalone mode (no controller).
 
 pub mod clock;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod limits;
 pub mod logsink;
 pub mod manifest;
 pub mod runtime;
 pub mod session;
 pub mod store;
 pub mod supervisor;
+pub mod volume;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -81,9 +85,9 @@ pub async fn run_standalone(
     let mut node = Node::open(&config, None)?;
     let runtime = node.runtime.clone();
     for (sha, bytes) in &loaded.modules {
-        // Compile now so an invalid module is an error naming it, before anything runs.
+        // Load now so an invalid module is an error naming it, before anything runs.
         runtime
-            .compile(*sha, Arc::new(bytes.clone()))
+            .load(*sha, Arc::new(bytes.clone()))
             .await
             .map_err(|e| AgentError::Config(format!("manifest {}: {e}", manifest.display())))?;
         node.core.put_local_module(sha, bytes)?;
@@ -112,7 +116,8 @@ impl Node {
     fn open(config: &AgentConfig, client: Option<AsyncClient>) -> Result<Node, AgentError> {
         let identity = config::NodeIdentity::resolve(config)?;
         let store = store::Store::open(&config.data_dir)?;
-        let runtime = runtime::Runtime::new()?;
+        store.use_engine(&edge_engine::fingerprint(&identity.engine))?;
+        let runtime = runtime::Runtime::new(identity.engine, &config.data_dir)?;
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
         let (connected, _) = watch::channel(false);
         let (logs_tx, logs_rx) = mpsc::channel(LOG_QUEUE);

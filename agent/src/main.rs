@@ -49,6 +49,10 @@ struct Args {
     /// Disk budget of the module cache (e.g. 256Mi); unused modules are evicted least recently used first.
     #[arg(long, default_value = "256Mi")]
     module_cache: String,
+    /// The engine: auto (this CPU: Cranelift code on x86_64 and aarch64, Pulley elsewhere), pulley (wasmtime's
+    /// portable interpreter), or a target name (x86_64, aarch64, pulley32, pulley64).
+    #[arg(long, default_value = "auto")]
+    engine: String,
     /// Run without a controller or broker: the workloads of --manifest, with the same runtime and policies.
     #[arg(long, requires = "manifest")]
     standalone: bool,
@@ -84,6 +88,11 @@ async fn run() -> anyhow::Result<()> {
     config.limits.outbox = args.outbox_limit;
     config.limits.module_budget =
         edge_proto::quantity::parse_memory(&args.module_cache).map_err(|e| anyhow!("--module-cache: {e}"))?;
+    config.engine = match args.engine.as_str() {
+        "auto" => None,
+        "pulley" => Some(edge_engine::pulley_target()),
+        name => Some(name.parse().map_err(|e| anyhow!("--engine {name:?}: {e}, auto or pulley"))?),
+    };
     config.board = args.board;
     config.cpu_millis = args.cpu;
     config.memory_bytes = args.memory;

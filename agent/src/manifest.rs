@@ -7,7 +7,11 @@
 //! module = "examples/ticker.wasm"   # relative to this file
 //! replicas = 1                      # default 1
 //! cpu = "100m"                      # default 100m
-//! memory = "32Mi"                   # default 32Mi; also the memory limit
+//! memory = "32Mi"                   # default 32Mi; also the memory limit unless memory_limit is set
+//! memory_limit = "64Mi"             # cap on the guest's memory
+//! cpu_limit = "200m"                # CPU cap (default none beyond fair sharing)
+//! timeout = "30s"                   # stop a run after this long (default none)
+//! volumes = ["data:16Mi"]           # directories preopened as /NAME, with a size quota
 //! restart = "always"                # always | on-failure | never
 //! args = ["--fast"]
 //! env = { GREETING = "hi" }
@@ -20,7 +24,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use edge_proto::quantity::{parse_cpu, parse_memory};
+use edge_proto::quantity::{parse_cpu, parse_duration_ms, parse_memory, parse_volume};
 use edge_proto::{InstanceSpec, RestartPolicy, Sha256};
 use serde::Deserialize;
 use sha2::Digest;
@@ -57,6 +61,14 @@ struct Entry {
     cpu: Option<String>,
     #[serde(default)]
     memory: Option<String>,
+    #[serde(default)]
+    memory_limit: Option<String>,
+    #[serde(default)]
+    cpu_limit: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    volumes: Vec<String>,
     #[serde(default)]
     restart: Option<String>,
     #[serde(default)]
@@ -100,6 +112,19 @@ pub fn load(path: &Path) -> Result<Loaded, ManifestError> {
         }
         let cpu_millis = parse_cpu(w.cpu.as_deref().unwrap_or("100m")).map_err(|e| bad(format!("cpu: {e}")))?;
         let memory = parse_memory(w.memory.as_deref().unwrap_or("32Mi")).map_err(|e| bad(format!("memory: {e}")))?;
+        let memory_limit = match w.memory_limit.as_deref() {
+            Some(m) => parse_memory(m).map_err(|e| bad(format!("memory_limit: {e}")))?,
+            None => memory,
+        };
+        let cpu_limit = match w.cpu_limit.as_deref() {
+            Some(c) => parse_cpu(c).map_err(|e| bad(format!("cpu_limit: {e}")))?,
+            None => 0,
+        };
+        let timeout_ms = match w.timeout.as_deref() {
+            Some(t) => parse_duration_ms(t).map_err(|e| bad(format!("timeout: {e}")))?,
+            None => 0,
+        };
+        let volumes = w.volumes.iter().map(|v| parse_volume(v).map_err(&bad)).collect::<Result<Vec<_>, _>>()?;
         let restart: RestartPolicy = match w.restart.as_deref() {
             None => RestartPolicy::Always,
             Some(r) => r.parse().map_err(|e| bad(format!("restart {r:?}: {e}")))?,
@@ -121,8 +146,8 @@ pub fn load(path: &Path) -> Result<Loaded, ManifestError> {
         }
         let bytes = std::fs::read(&module_path)
             .map_err(|e| bad(format!("cannot read module {}: {e}", module_path.display())))?;
-        if !bytes.starts_with(b"\0asm") {
-            return Err(bad(format!("{} is not a WebAssembly module", module_path.display())));
+        if !bytes.starts_with(b"\0asm") && wasmtime::Engine::detect_precompiled(&bytes).is_none() {
+            return Err(bad(format!("{} is neither WebAssembly nor a precompiled artifact", module_path.display())));
         }
         let sha: Sha256 = sha2::Sha256::digest(&bytes).into();
         let template = InstanceSpec {
@@ -134,8 +159,11 @@ pub fn load(path: &Path) -> Result<Loaded, ManifestError> {
             args: w.args,
             env: w.env.into_iter().collect(),
             cpu_millis,
-            memory_limit_bytes: memory,
+            memory_limit_bytes: memory_limit,
             restart,
+            cpu_limit_millis: cpu_limit,
+            timeout_ms,
+            volumes,
         };
         let hash = sha2::Sha256::digest(postcard::to_allocvec(&template).unwrap_or_default());
         for replica in 0..w.replicas {
@@ -188,7 +216,7 @@ mod tests {
             ("[[workload]]\nname = \"a\"\nmodule = \"m.wasm\"\nmemory = \"lots\"\n", "memory"),
             ("[[workload]]\nname = \"a\"\nmodule = \"m.wasm\"\nrestart = \"sometimes\"\n", "restart"),
             ("[[workload]]\nname = \"a\"\nmodule = \"m.wasm\"\ncolour = 1\n", "colour"),
-            ("[[workload]]\nname = \"a\"\nmodule = \"edge.toml\"\n", "not a WebAssembly module"),
+            ("[[workload]]\nname = \"a\"\nmodule = \"edge.toml\"\n", "neither WebAssembly nor a precompiled artifact"),
             ("workload = 3", "invalid type"),
             ("", "no [[workload]]"),
         ] {

@@ -1,28 +1,41 @@
-//! The WebAssembly runtime: one wasmtime engine per agent, compiled modules cached by sha256, and one async
-//! task per running instance.
+//! The WebAssembly runtime: one wasmtime engine per agent (built from the node's [`EngineProfile`]), loaded
+//! modules cached by sha256, and one async task per running instance.
 //!
-//! Guests run on the tokio runtime with epoch interruption: a background thread advances the epoch every
-//! [`EPOCH_TICK`], and each store yields to the executor at every tick, so a busy guest never monopolises a
-//! worker thread and stopping an instance (aborting its task, which drops its store) takes effect promptly.
-//! Each instance gets only its declared args and env, stdout/stderr as log sinks, no files and no sockets, and
-//! a store limiter capping its linear memories at the workload's memory limit.
+//! Sandbox, deny by default: an instance gets only its declared args and env, stdout/stderr as log sinks,
+//! clocks and random; no sockets, and no filesystem unless it declares volumes (each preopened as `/{name}`,
+//! with a quota: see [`crate::volume`]). Limits that hold against hostile guests:
+//! - memory: a store limiter caps linear memories and tables; a refused growth is remembered, so the exit says
+//!   `memory limit exceeded`;
+//! - CPU: epoch interruption ([`EPOCH_TICK`]); at every tick the guest yields to the executor, so no guest
+//!   monopolises a worker thread, and one with a CPU limit is paused for as long as its
+//!   [`CpuThrottle`](crate::limits::CpuThrottle) says, measured on its own thread CPU time;
+//! - time: a run past the spec's timeout is dropped (its store with it) and reported;
+//! - output: rate-limited per instance in [`crate::logsink`].
+//!
+//! Modules arrive precompiled for this engine's profile (artifacts from the controller) and load without a
+//! compiler; with the `cranelift` feature the agent can also compile WebAssembly itself (standalone mode).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use edge_proto::{InstanceSpec, LogLine, LogStream, Sha256};
+use edge_proto::{EngineProfile, InstanceSpec, LogLine, LogStream, Sha256};
 use tokio::sync::mpsc;
-use wasmtime::{Config, Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Caller, Engine, Linker, Module, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use crate::logsink::LogSink;
+use crate::limits::{CpuMeter, CpuThrottle, MemoryLimiter, Metered};
+use crate::logsink::{LogSink, OutputRate};
 use crate::supervisor::Exit;
+use crate::volume::{Volumes, ENOTSUP};
 
-/// How often the epoch advances: the granularity of yielding and of stopping a busy guest.
+/// How often the epoch advances: the granularity of yielding, of CPU limits and of stopping a busy guest.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+const WASI: &str = edge_engine::wasi::WASI_P1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -30,32 +43,54 @@ pub enum RuntimeError {
     Engine(String),
     #[error("cannot compile the module: {0}")]
     Compile(String),
+    #[error("{0}")]
+    Artifact(#[from] edge_engine::ArtifactError),
+    #[error(
+        "this agent has no compiler (built runtime-only): it runs modules its controller precompiled; \
+         for local .wasm files build it with `--features cranelift`"
+    )]
+    NoCompiler,
 }
 
 /// Store data of one instance.
 struct Ctx {
     wasi: WasiP1Ctx,
-    limits: StoreLimits,
+    limiter: MemoryLimiter,
+    volumes: Option<Volumes>,
+    cpu: Option<CpuLimit>,
+}
+
+struct CpuLimit {
+    throttle: CpuThrottle,
+    meter: Arc<CpuMeter>,
+    cpu_anchor: Duration,
+    wall_anchor: Instant,
 }
 
 /// Shared by every instance of one agent. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
+    profile: EngineProfile,
+    /// WASI preview 1.
     linker: Arc<Linker<Ctx>>,
-    /// Compiled modules by content hash. Compiling is the slow part of a start; a module compiles once.
+    /// WASI preview 1 with the calls that grow files wrapped by volume quotas.
+    volume_linker: Arc<Linker<Ctx>>,
+    /// Loaded modules by content hash; loading (or compiling) is the slow part of a start.
     modules: Arc<Mutex<HashMap<Sha256, Module>>>,
+    volumes_root: PathBuf,
     stop_ticker: Arc<AtomicBool>,
 }
 
 impl Runtime {
-    pub fn new() -> Result<Runtime, RuntimeError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+    /// An engine for `profile`; volumes live under `data_dir/volumes`.
+    pub fn new(profile: EngineProfile, data_dir: &Path) -> Result<Runtime, RuntimeError> {
+        let engine = Engine::new(&edge_engine::config(&profile)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |c: &mut Ctx| &mut c.wasi)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let mut volume_linker = linker.clone();
+        add_quota_wrappers(&mut volume_linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (ticker_engine, stop) = (engine.clone(), stop_ticker.clone());
         std::thread::Builder::new()
@@ -67,7 +102,28 @@ impl Runtime {
                 }
             })
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        Ok(Runtime { engine, linker: Arc::new(linker), modules: Arc::default(), stop_ticker })
+        Ok(Runtime {
+            engine,
+            profile,
+            linker: Arc::new(linker),
+            volume_linker: Arc::new(volume_linker),
+            modules: Arc::default(),
+            volumes_root: data_dir.join("volumes"),
+            stop_ticker,
+        })
+    }
+
+    pub fn profile(&self) -> EngineProfile {
+        self.profile
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Where the volumes of `instance` live (removed when it leaves the node).
+    pub fn instance_volumes(&self, instance: &str) -> PathBuf {
+        crate::volume::instance_dir(&self.volumes_root, instance)
     }
 
     /// Stops the epoch thread. Instances still running afterwards no longer yield.
@@ -75,25 +131,25 @@ impl Runtime {
         self.stop_ticker.store(true, Ordering::Relaxed);
     }
 
-    /// Drops a compiled module (its bytes were evicted from the store); running instances keep their copy.
+    /// Drops a loaded module (its bytes were evicted from the store); running instances keep their copy.
     pub fn forget(&self, sha: &Sha256) {
         self.modules.lock().unwrap_or_else(|e| e.into_inner()).remove(sha);
     }
 
-    pub fn is_compiled(&self, sha: &Sha256) -> bool {
+    pub fn is_loaded(&self, sha: &Sha256) -> bool {
         self.modules.lock().unwrap_or_else(|e| e.into_inner()).contains_key(sha)
     }
 
-    /// Compiles `bytes` (off the async threads) unless a module with this hash is already compiled.
-    pub async fn compile(&self, sha: Sha256, bytes: Arc<Vec<u8>>) -> Result<Module, RuntimeError> {
+    /// Loads `bytes` (off the async threads) unless the module with this hash is already loaded: an artifact
+    /// precompiled for this engine, or WebAssembly when this agent has a compiler.
+    pub async fn load(&self, sha: Sha256, bytes: Arc<Vec<u8>>) -> Result<Module, RuntimeError> {
         if let Some(m) = self.modules.lock().unwrap_or_else(|e| e.into_inner()).get(&sha) {
             return Ok(m.clone());
         }
         let engine = self.engine.clone();
-        let module = tokio::task::spawn_blocking(move || Module::new(&engine, &bytes[..]))
+        let module = tokio::task::spawn_blocking(move || load_bytes(&engine, &bytes))
             .await
-            .map_err(|e| RuntimeError::Compile(e.to_string()))?
-            .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Compile(e.to_string()))??;
         self.modules.lock().unwrap_or_else(|e| e.into_inner()).insert(sha, module.clone());
         Ok(module)
     }
@@ -107,62 +163,294 @@ impl Runtime {
         dropped_lines: Arc<AtomicU64>,
         started: impl FnOnce(),
     ) -> Exit {
-        let stdout = LogSink::new(&spec.id, LogStream::Stdout, logs.clone(), dropped_lines.clone());
-        let stderr = LogSink::new(&spec.id, LogStream::Stderr, logs, dropped_lines);
+        self.run_measured(module, spec, logs, dropped_lines, started).await.0
+    }
+
+    /// [`Runtime::run`], also returning the CPU time the instance consumed.
+    pub async fn run_measured(
+        &self,
+        module: &Module,
+        spec: &InstanceSpec,
+        logs: mpsc::Sender<LogLine>,
+        dropped_lines: Arc<AtomicU64>,
+        started: impl FnOnce(),
+    ) -> (Exit, Duration) {
+        let rate = Arc::new(Mutex::new(OutputRate::new(Instant::now())));
+        let stdout = LogSink::new(&spec.id, LogStream::Stdout, logs.clone(), dropped_lines.clone(), rate.clone());
+        let stderr = LogSink::new(&spec.id, LogStream::Stderr, logs, dropped_lines, rate);
+        let meter = Arc::new(CpuMeter::default());
+        let exit = self.run_inner(module, spec, &stdout, &stderr, meter.clone(), started).await;
+        stdout.finish();
+        stderr.finish();
+        (exit, meter.used())
+    }
+
+    async fn run_inner(
+        &self,
+        module: &Module,
+        spec: &InstanceSpec,
+        stdout: &LogSink,
+        stderr: &LogSink,
+        meter: Arc<CpuMeter>,
+        started: impl FnOnce(),
+    ) -> Exit {
         let mut argv = vec![spec.workload.clone()];
         argv.extend(spec.args.iter().cloned());
-        let wasi =
-            WasiCtxBuilder::new().args(&argv).envs(&spec.env).stdout(stdout.clone()).stderr(stderr.clone()).build_p1();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.args(&argv).envs(&spec.env).stdout(stdout.clone()).stderr(stderr.clone());
+        let volumes = if spec.volumes.is_empty() {
+            None
+        } else {
+            let (volumes, dirs) = match Volumes::prepare(&self.volumes_root, &spec.id, &spec.volumes) {
+                Ok(v) => v,
+                Err(e) => return Exit::Failed(format!("cannot create the instance's volumes: {e}")),
+            };
+            for (v, dir) in spec.volumes.iter().zip(dirs) {
+                if let Err(e) = wasi.preopened_dir(&dir, format!("/{}", v.name), FsPerms::ReadWrite) {
+                    return Exit::Failed(format!("cannot open volume {}: {e}", v.name));
+                }
+            }
+            Some(volumes)
+        };
         let memory = usize::try_from(spec.memory_limit_bytes).unwrap_or(usize::MAX);
-        let limits = StoreLimitsBuilder::new().memory_size(memory).table_elements(1_000_000).instances(1).build();
-        let mut store = Store::new(&self.engine, Ctx { wasi, limits });
-        store.limiter(|c| &mut c.limits);
-        store.epoch_deadline_async_yield_and_update(1);
+        let cpu = (spec.cpu_limit_millis > 0).then(|| CpuLimit {
+            throttle: CpuThrottle::new(spec.cpu_limit_millis),
+            meter: meter.clone(),
+            cpu_anchor: Duration::ZERO,
+            wall_anchor: Instant::now(),
+        });
+        let has_volumes = volumes.is_some();
+        let ctx = Ctx { wasi: wasi.build_p1(), limiter: MemoryLimiter::new(memory), volumes, cpu };
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|c| &mut c.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(on_epoch);
+        let linker = if has_volumes { &self.volume_linker } else { &self.linker };
 
-        let exit = async {
-            let instance = match self.linker.instantiate_async(&mut store, module).await {
+        let run = async {
+            let instance = match linker.instantiate_async(&mut store, module).await {
                 Ok(i) => i,
-                Err(e) => return Exit::Failed(describe(&e, memory)),
+                Err(e) => return (Err(e), true),
             };
             let entry = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
                 Ok(f) => f,
-                Err(e) => return Exit::Failed(format!("no usable _start export: {e}")),
+                Err(e) => return (Err(e.context("no usable _start export")), true),
             };
             started();
-            match entry.call_async(&mut store, ()).await {
-                Ok(()) => Exit::Code(0),
-                Err(e) => match e.downcast_ref::<I32Exit>() {
-                    Some(code) => Exit::Code(code.0),
-                    None => Exit::Trap(describe(&e, memory)),
-                },
+            (entry.call_async(&mut store, ()).await, false)
+        };
+        let metered = Metered { inner: Box::pin(run), meter };
+        let outcome = match spec.timeout_ms {
+            0 => Some(metered.await),
+            ms => tokio::time::timeout(Duration::from_millis(ms), metered).await.ok(),
+        };
+        let memory_hit = store.data().limiter.hit;
+        let memory_note = || {
+            format!("memory limit exceeded (limit {})", edge_proto::quantity::format_memory(spec.memory_limit_bytes))
+        };
+        match outcome {
+            None => Exit::Trap(format!(
+                "deadline exceeded: still running after its timeout of {}",
+                format_duration(Duration::from_millis(spec.timeout_ms))
+            )),
+            Some((Ok(()), _)) => Exit::Code(0),
+            Some((Err(e), before_start)) => {
+                let code = e.downcast_ref::<I32Exit>().map(|c| c.0);
+                match (code, memory_hit, before_start) {
+                    (Some(0), _, _) => Exit::Code(0),
+                    (Some(c), true, _) => Exit::Trap(format!("{}: exited with code {c}", memory_note())),
+                    (Some(c), false, _) => Exit::Code(c),
+                    (None, true, true) => Exit::Failed(format!("{}: {}", memory_note(), first_line(&format!("{e:#}")))),
+                    (None, true, false) => Exit::Trap(format!("{}: {}", memory_note(), describe(&e))),
+                    (None, false, true) => Exit::Failed(first_line(&format!("{e:#}")).to_string()),
+                    (None, false, false) => Exit::Trap(describe(&e)),
+                }
             }
         }
-        .await;
-        stdout.finish();
-        stderr.finish();
-        exit
     }
 }
 
-/// One line for a trap or instantiation error, naming the memory limit when that is what was hit.
-fn describe(e: &wasmtime::Error, memory_limit: usize) -> String {
-    let text = format!("{e:#}");
-    if text.contains("memory") && (text.contains("limit") || text.contains("grow") || text.contains("minimum")) {
-        return format!("memory limit exceeded ({} bytes): {}", memory_limit, first_line(&text));
+/// WebAssembly (`\0asm`) is compiled, when this agent has a compiler; anything else must be an artifact for
+/// this engine (a corrupt one is refused by [`edge_engine::load_artifact`], never compiled).
+fn load_bytes(engine: &Engine, bytes: &[u8]) -> Result<Module, RuntimeError> {
+    if !bytes.starts_with(b"\0asm") {
+        return Ok(edge_engine::load_artifact(engine, bytes)?);
     }
+    #[cfg(feature = "cranelift")]
+    return Ok(edge_engine::compile_local(engine, bytes)?);
+    #[cfg(not(feature = "cranelift"))]
+    Err(RuntimeError::NoCompiler)
+}
+
+/// At every epoch tick: yield to the executor, after the pause the CPU limit asks for, if any.
+fn on_epoch(mut cx: wasmtime::StoreContextMut<'_, Ctx>) -> wasmtime::Result<UpdateDeadline> {
+    if let Some(limit) = cx.data_mut().cpu.as_mut() {
+        let now = Instant::now();
+        let used = limit.meter.used();
+        let pause = limit.throttle.account(used.saturating_sub(limit.cpu_anchor), now - limit.wall_anchor);
+        limit.cpu_anchor = used;
+        limit.wall_anchor = now + pause;
+        if !pause.is_zero() {
+            return Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))));
+        }
+    }
+    Ok(UpdateDeadline::Yield(1))
+}
+
+/// Sum of the lengths of `n` iovecs at `iovs` in the guest's memory (0 if they cannot be read: the real call
+/// then reports the fault).
+fn iovec_total(caller: &mut Caller<'_, Ctx>, iovs: i32, n: i32) -> u64 {
+    let Some(memory) = caller.get_export("memory").and_then(|e| e.into_memory()) else { return 0 };
+    let data = memory.data(&*caller);
+    let mut total = 0u64;
+    for i in 0..(n.max(0) as usize).min(1024) {
+        let at = iovs as u32 as usize + i * 8 + 4;
+        let Some(b) = data.get(at..at + 4) else { return total };
+        total += u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    }
+    total
+}
+
+fn reserve(caller: &mut Caller<'_, Ctx>, fd: i32, bytes: u64) -> Result<(), i32> {
+    match caller.data_mut().volumes.as_mut() {
+        Some(v) if fd >= 0 => v.reserve(fd as u32, bytes),
+        _ => Ok(()),
+    }
+}
+
+/// Runs wasmtime-wasi's own implementation of `$f` on the caller's memory and WASI context, exactly as the
+/// linker's binding does (calling the linked function instead would lose the caller's memory).
+macro_rules! wasi_call {
+    ($caller:expr, $f:ident, $($await:ident)? ($($arg:expr),*)) => {{
+        let Some(memory) = $caller.get_export("memory").and_then(|e| e.into_memory()) else {
+            return Err(wasmtime::format_err!("missing required memory export"));
+        };
+        let fuel = wasmtime::AsContextMut::as_context_mut(&mut $caller).hostcall_fuel();
+        let (mem, ctx) = memory.data_and_store_mut(&mut $caller);
+        // The generated binding sets the per-call copy budget before every call; so must we.
+        wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1::set_hostcall_fuel(&mut ctx.wasi, fuel);
+        let mut mem = wiggle::GuestMemory::Unshared(mem);
+        wasmtime_wasi::p1::wasi_snapshot_preview1::$f(&mut ctx.wasi, &mut mem, $($arg),*)$(.$await)?
+    }};
+}
+
+/// Shadows the WASI calls that can grow a file with quota checks, and tracks which volume each descriptor
+/// belongs to. Each wrapper then runs wasmtime-wasi's implementation on the same memory and context.
+fn add_quota_wrappers(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker.func_wrap_async(WASI, "fd_write", |mut c: Caller<'_, Ctx>, (fd, iovs, n, out): (i32, i32, i32, i32)| {
+        Box::new(async move {
+            let bytes = iovec_total(&mut c, iovs, n);
+            if let Err(errno) = reserve(&mut c, fd, bytes) {
+                return Ok(errno);
+            }
+            Ok(wasi_call!(c, fd_write, await (fd, iovs, n, out))?)
+        })
+    })?;
+    linker.func_wrap_async(
+        WASI,
+        "fd_pwrite",
+        |mut c: Caller<'_, Ctx>, (fd, iovs, n, offset, out): (i32, i32, i32, i64, i32)| {
+            Box::new(async move {
+                let bytes = iovec_total(&mut c, iovs, n);
+                if let Err(errno) = reserve(&mut c, fd, bytes) {
+                    return Ok(errno);
+                }
+                Ok(wasi_call!(c, fd_pwrite, await (fd, iovs, n, offset, out))?)
+            })
+        },
+    )?;
+    linker.func_wrap(WASI, "fd_allocate", |mut c: Caller<'_, Ctx>, fd: i32, offset: i64, len: i64| {
+        if let Err(errno) = reserve(&mut c, fd, len.max(0) as u64) {
+            return Ok(errno);
+        }
+        Ok(wasi_call!(c, fd_allocate, (fd, offset, len))?)
+    })?;
+    linker.func_wrap_async(WASI, "fd_filestat_set_size", |mut c: Caller<'_, Ctx>, (fd, size): (i32, i64)| {
+        Box::new(async move {
+            if let Err(errno) = reserve(&mut c, fd, size.max(0) as u64) {
+                return Ok(errno);
+            }
+            Ok(wasi_call!(c, fd_filestat_set_size, await (fd, size))?)
+        })
+    })?;
+    linker.func_wrap_async(
+        WASI,
+        "path_open",
+        |mut c: Caller<'_, Ctx>, a: (i32, i32, i32, i32, i32, i64, i64, i32, i32)| {
+            Box::new(async move {
+                let errno = wasi_call!(c, path_open, await (a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8))?;
+                if errno == 0 {
+                    let opened = read_u32(&mut c, a.8);
+                    if let (Some(opened), Some(v)) = (opened, c.data_mut().volumes.as_mut()) {
+                        v.opened(a.0 as u32, opened);
+                    }
+                }
+                Ok(errno)
+            })
+        },
+    )?;
+    linker.func_wrap_async(WASI, "fd_renumber", |mut c: Caller<'_, Ctx>, (from, to): (i32, i32)| {
+        Box::new(async move {
+            // Renumbering onto stdout/stderr would let file writes pass as output (and the reverse).
+            if from < 3 || to < 3 {
+                return Ok(ENOTSUP);
+            }
+            let errno = wasi_call!(c, fd_renumber, await (from, to))?;
+            if errno == 0 {
+                if let Some(v) = c.data_mut().volumes.as_mut() {
+                    v.renumbered(from as u32, to as u32);
+                }
+            }
+            Ok(errno)
+        })
+    })?;
+    linker.func_wrap_async(WASI, "fd_close", |mut c: Caller<'_, Ctx>, (fd,): (i32,)| {
+        Box::new(async move {
+            let errno = wasi_call!(c, fd_close, await (fd))?;
+            if errno == 0 {
+                if let Some(v) = c.data_mut().volumes.as_mut() {
+                    v.closed(fd as u32);
+                }
+            }
+            Ok(errno)
+        })
+    })?;
+    Ok(())
+}
+
+fn read_u32(caller: &mut Caller<'_, Ctx>, at: i32) -> Option<u32> {
+    let memory = caller.get_export("memory")?.into_memory()?;
+    let at = at as u32 as usize;
+    let b = memory.data(&*caller).get(at..at + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// One line for a trap: wasmtime's trap code (`wasm trap: integer divide by zero`, `call stack exhausted`, …).
+fn describe(e: &wasmtime::Error) -> String {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return format!("trapped: {trap}");
     }
-    first_line(&text).to_string()
+    // The outer context is a backtrace header; the root cause is the reason.
+    first_line(&e.root_cause().to_string()).to_string()
 }
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
+fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edge_proto::VolumeSpec;
 
     fn spec(memory: u64) -> InstanceSpec {
         InstanceSpec {
@@ -176,14 +464,35 @@ mod tests {
             cpu_millis: 100,
             memory_limit_bytes: memory,
             restart: Default::default(),
+            cpu_limit_millis: 0,
+            timeout_ms: 0,
+            volumes: vec![],
         }
     }
 
-    async fn run(rt: &Runtime, wasm: Vec<u8>, memory: u64) -> (Exit, Vec<String>, bool) {
-        let module = rt.compile([7; 32], Arc::new(wasm)).await.unwrap();
+    struct Rig {
+        rt: Runtime,
+        _dir: tempfile::TempDir,
+    }
+
+    fn rig() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = edge_engine::profile_for(edge_engine::host_target(), 1 << 30);
+        Rig { rt: Runtime::new(profile, dir.path()).unwrap(), _dir: dir }
+    }
+
+    /// Precompiles like the controller does, then loads the artifact like an agent.
+    async fn load(rt: &Runtime, wasm: &[u8]) -> Module {
+        let artifact = edge_engine::Compiler::new().precompile(&rt.profile(), wasm).unwrap();
+        let sha: Sha256 = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&artifact)).into();
+        rt.load(sha, Arc::new(artifact)).await.unwrap()
+    }
+
+    async fn run_spec(rt: &Runtime, wasm: &[u8], spec: &InstanceSpec) -> (Exit, Vec<String>, bool) {
+        let module = load(rt, wasm).await;
         let (tx, mut rx) = mpsc::channel(100);
         let mut started = false;
-        let exit = rt.run(&module, &spec(memory), tx, Arc::default(), || started = true).await;
+        let exit = rt.run(&module, spec, tx, Arc::default(), || started = true).await;
         let mut lines = Vec::new();
         while let Ok(l) = rx.try_recv() {
             lines.push(l.line);
@@ -191,53 +500,226 @@ mod tests {
         (exit, lines, started)
     }
 
-    #[tokio::test]
-    async fn runs_the_hello_example_with_env_and_captures_stdout() {
-        let rt = Runtime::new().unwrap();
-        let wasm = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.wasm")).unwrap();
-        let (exit, lines, started) = run(&rt, wasm, 32 << 20).await;
-        assert!(started);
-        assert_eq!(exit, Exit::Code(0));
-        assert_eq!(lines, ["Hello, edge!"]);
-        rt.shutdown();
+    async fn run(rt: &Runtime, wasm: &[u8], memory: u64) -> (Exit, Vec<String>, bool) {
+        run_spec(rt, wasm, &spec(memory)).await
+    }
+
+    fn wat(text: &str) -> Vec<u8> {
+        wat::parse_str(text).unwrap()
+    }
+
+    fn example(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/../examples/{name}.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
 
     #[tokio::test]
-    async fn proc_exit_codes_and_traps_are_reported() {
-        let rt = Runtime::new().unwrap();
-        let exit3 = wat::parse_str(
-            r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-                 (memory (export "memory") 1)
-                 (func (export "_start") (call $exit (i32.const 3))))"#,
-        )
-        .unwrap();
-        assert_eq!(run(&rt, exit3, 1 << 20).await.0, Exit::Code(3));
-        let rt = Runtime::new().unwrap();
-        let trap =
-            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#).unwrap();
-        match run(&rt, trap, 1 << 20).await.0 {
-            Exit::Trap(reason) => assert!(reason.contains("unreachable"), "{reason}"),
-            other => panic!("expected a trap, got {other:?}"),
+    async fn runs_the_hello_example_with_env_and_captures_stdout() {
+        let r = rig();
+        let (exit, lines, started) = run(&r.rt, &example("hello"), 32 << 20).await;
+        assert!(started);
+        assert_eq!(exit, Exit::Code(0));
+        assert_eq!(lines, ["Hello, edge!"]);
+        r.rt.shutdown();
+    }
+
+    #[tokio::test]
+    async fn raw_webassembly_needs_a_compiler() {
+        let r = rig();
+        let err = r.rt.load([9; 32], Arc::new(example("hello"))).await;
+        if cfg!(feature = "cranelift") {
+            assert!(err.is_ok());
+        } else {
+            assert!(matches!(err, Err(RuntimeError::NoCompiler)), "{:?}", err.err());
         }
     }
 
     #[tokio::test]
-    async fn memory_beyond_the_limit_is_refused_to_the_guest() {
+    async fn proc_exit_codes_and_traps_are_reported_with_their_reason() {
+        let r = rig();
+        let exit3 = wat(r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                 (memory (export "memory") 1)
+                 (func (export "_start") (call $exit (i32.const 3))))"#);
+        assert_eq!(run(&r.rt, &exit3, 1 << 20).await.0, Exit::Code(3));
+        let cases = [
+            (r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#, "unreachable"),
+            (
+                r#"(module (memory (export "memory") 1)
+                     (func (export "_start") (drop (i32.div_s (i32.const 1) (i32.const 0)))))"#,
+                "divide by zero",
+            ),
+            (
+                r#"(module (memory (export "memory") 1)
+                     (func $f (export "_start") (call $f)))"#,
+                "call stack exhausted",
+            ),
+        ];
+        for (text, want) in cases {
+            match run(&r.rt, &wat(text), 1 << 20).await.0 {
+                Exit::Trap(reason) => assert!(reason.contains(want), "{reason} should name {want}"),
+                other => panic!("expected a trap naming {want}, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_beyond_the_limit_ends_as_memory_limit_exceeded() {
+        let r = rig();
         // Grows memory by 64 pages (4 MiB) with a 1 MiB limit: memory.grow returns -1, and the guest traps on it.
-        let rt = Runtime::new().unwrap();
-        let bomb = wat::parse_str(
-            r#"(module (memory (export "memory") 1)
+        let bomb = wat(r#"(module (memory (export "memory") 1)
                  (func (export "_start")
-                   (if (i32.lt_s (memory.grow (i32.const 64)) (i32.const 0)) (then unreachable))))"#,
-        )
-        .unwrap();
-        assert!(matches!(run(&rt, bomb, 1 << 20).await.0, Exit::Trap(_)));
+                   (if (i32.lt_s (memory.grow (i32.const 64)) (i32.const 0)) (then unreachable))))"#);
+        match run(&r.rt, &bomb, 1 << 20).await.0 {
+            Exit::Trap(reason) => assert!(reason.starts_with("memory limit exceeded (limit 1Mi)"), "{reason}"),
+            other => panic!("expected a trap, got {other:?}"),
+        }
         // A module whose initial memory exceeds the limit cannot even be instantiated.
-        let rt = Runtime::new().unwrap();
-        let big = wat::parse_str(r#"(module (memory (export "memory") 100) (func (export "_start")))"#).unwrap();
-        match run(&rt, big, 1 << 20).await.0 {
+        let big = wat(r#"(module (memory (export "memory") 100) (func (export "_start")))"#);
+        match run(&r.rt, &big, 1 << 20).await.0 {
             Exit::Failed(reason) => assert!(reason.starts_with("memory limit exceeded"), "{reason}"),
             other => panic!("expected a refusal, got {other:?}"),
+        }
+        // The Rust example that allocates until it fails: std aborts, and the reason says why.
+        let (exit, lines, _) = run(&r.rt, &example("membomb"), 16 << 20).await;
+        match exit {
+            Exit::Trap(reason) => assert!(reason.starts_with("memory limit exceeded (limit 16Mi)"), "{reason}"),
+            other => panic!("expected a trap, got {other:?}"),
+        }
+        assert!(lines.iter().any(|l| l.starts_with("allocated")), "{lines:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stdout_flood_is_rate_limited_and_counted() {
+        let r = rig();
+        // Writes "flood\n" 100,000 times.
+        let flood = wat(r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 100) "flood\n")
+            (func (export "_start") (local $i i32)
+              (i32.store (i32.const 200) (i32.const 100))
+              (i32.store (i32.const 204) (i32.const 6))
+              (loop $more
+                (drop (call $write (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 300)))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $more (i32.lt_u (local.get $i) (i32.const 100000))))))"#);
+        let module = load(&r.rt, &flood).await;
+        let (tx, mut rx) = mpsc::channel(100_000);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let exit = r.rt.run(&module, &spec(1 << 20), tx, dropped.clone(), || {}).await;
+        assert_eq!(exit, Exit::Code(0));
+        let (mut lines, mut notes) = (0u64, 0u64);
+        while let Ok(l) = rx.try_recv() {
+            if l.line == "flood" {
+                lines += 1;
+            } else {
+                assert!(l.line.contains("lines dropped by the output rate limit"), "{}", l.line);
+                notes += 1;
+            }
+        }
+        // The burst (200) plus what refilled while it ran; the rest counted as dropped and announced.
+        assert!(lines < 1_000, "{lines} lines got through");
+        assert!(notes > 0);
+        assert_eq!(lines + dropped.load(Ordering::Relaxed), 100_000);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_stops_a_run_that_never_ends() {
+        let r = rig();
+        let forever = wat(r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#);
+        let mut s = spec(1 << 20);
+        s.timeout_ms = 200;
+        let t0 = Instant::now();
+        match run_spec(&r.rt, &forever, &s).await.0 {
+            Exit::Trap(reason) => assert!(reason.contains("timeout of 200ms"), "{reason}"),
+            other => panic!("expected a deadline trap, got {other:?}"),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cpu_limit_holds_a_busy_loop_near_its_share() {
+        let r = rig();
+        let forever = wat(r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#);
+        let module = load(&r.rt, &forever).await;
+        let mut s = spec(1 << 20);
+        s.cpu_limit_millis = 200;
+        s.timeout_ms = 2000;
+        let (tx, _rx) = mpsc::channel(10);
+        let t0 = Instant::now();
+        let (exit, cpu) = r.rt.run_measured(&module, &s, tx, Arc::default(), || {}).await;
+        let share = cpu.as_secs_f64() / t0.elapsed().as_secs_f64();
+        assert!(matches!(exit, Exit::Trap(_)), "{exit:?}");
+        // Unthrottled it would be ~100 %.
+        assert!(share < 0.25, "a 200m guest used {:.0} % of a core", share * 100.0);
+        assert!(share > 0.10, "a 200m guest used only {:.0} % of a core", share * 100.0);
+    }
+
+    #[tokio::test]
+    async fn volumes_are_preopened_with_a_quota_and_nothing_else_is_visible() {
+        let r = rig();
+        // Writes 1000 bytes per call to /data/f until a write fails; exits with the number of writes that
+        // succeeded. Then tries to open ../escape and /etc/passwd and exits 100 + the errno if either works.
+        let guest = wat(r#"(module
+            (import "wasi_snapshot_preview1" "path_open"
+              (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 100) "f")
+            (data (i32.const 110) "../escape")
+            (data (i32.const 130) "/etc/passwd")
+            (func (export "_start") (local $fd i32) (local $n i32)
+              ;; path_open(3, 0, "f", 1, O_CREAT, rights all, all, 0, &fd@200)
+              (local.set $n (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 1)
+                    (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 200)))
+              (if (local.get $n) (then (call $exit (i32.add (i32.const 60) (local.get $n)))))
+              (local.set $fd (i32.load (i32.const 200)))
+              ;; iovec at 300: buf 1000 (1000 bytes of zeros), len 1000
+              (i32.store (i32.const 300) (i32.const 1000))
+              (i32.store (i32.const 304) (i32.const 1000))
+              (block $full (loop $more
+                (br_if $full (call $write (local.get $fd) (i32.const 300) (i32.const 1) (i32.const 400)))
+                (local.set $n (i32.add (local.get $n) (i32.const 1)))
+                (br_if $full (i32.ge_u (local.get $n) (i32.const 100)))
+                (br $more)))
+              (if (i32.eqz (call $open (i32.const 3) (i32.const 0) (i32.const 110) (i32.const 9) (i32.const 1)
+                    (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 200)))
+                (then (call $exit (i32.const 101))))
+              (if (i32.eqz (call $open (i32.const 3) (i32.const 0) (i32.const 130) (i32.const 11) (i32.const 0)
+                    (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 200)))
+                (then (call $exit (i32.const 102))))
+              (call $exit (local.get $n))))"#);
+        let mut s = spec(1 << 20);
+        s.volumes = vec![VolumeSpec { name: "data".into(), size_bytes: 10_500 }];
+        // 10 writes of 1000 fit in 10,500 bytes; the 11th is refused with ENOSPC.
+        assert_eq!(run_spec(&r.rt, &guest, &s).await.0, Exit::Code(10));
+        let file = r.rt.instance_volumes("i-1").join("data").join("f");
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 10_000);
+        // Without a volume the same guest has no descriptor 3 at all: EBADF (8).
+        assert_eq!(run(&r.rt, &guest, 1 << 20).await.0, Exit::Code(68));
+    }
+
+    #[tokio::test]
+    async fn a_symlink_out_of_the_volume_is_not_followed() {
+        let r = rig();
+        let vol = r.rt.instance_volumes("i-1").join("data");
+        std::fs::create_dir_all(&vol).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", vol.join("link")).unwrap();
+        let guest = wat(r#"(module
+            (import "wasi_snapshot_preview1" "path_open"
+              (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 100) "link")
+            (func (export "_start")
+              ;; follow symlinks (dirflags 1): opening must still fail
+              (call $exit (call $open (i32.const 3) (i32.const 1) (i32.const 100) (i32.const 4) (i32.const 0)
+                    (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 200)))))"#);
+        let mut s = spec(1 << 20);
+        s.volumes = vec![VolumeSpec { name: "data".into(), size_bytes: 1 << 20 }];
+        match run_spec(&r.rt, &guest, &s).await.0 {
+            Exit::Code(errno) => assert_ne!(errno, 0, "the guest opened a file outside its volume"),
+            other => panic!("{other:?}"),
         }
     }
 }

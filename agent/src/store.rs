@@ -4,7 +4,9 @@
 //! - `meta`: `schema_version` → u32 LE; `store_id` → u64 LE (random, fixed at creation); `next_seq` → u64 LE
 //!   (the next event sequence number); `events_dropped` → u64 LE (outbox overflow, since creation).
 //! - `spec`: `current` → postcard `NodeSpec` (the last accepted desired state, with its generation).
-//! - `modules`: sha256 → module bytes (content-addressed; verified before insertion).
+//! - `modules`: module sha256 → what the runtime loads for it: the artifact precompiled for this node's engine
+//!   profile (from the controller, verified against its announced hash), or WebAssembly bytes (standalone
+//!   manifests). `meta.engine` names the profile's fingerprint; a different profile empties this cache.
 //! - `module_meta`: sha256 → postcard `(size, last_referenced_ms)`, for the disk budget's eviction order.
 //! - `outbox`: sequence number → postcard `Event`, every event not yet acknowledged by the controller.
 //! - `restarts`: instance id → u32 LE, how many times the agent started the instance again.
@@ -28,8 +30,10 @@ const MODULE_META: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("mod
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const RESTARTS: TableDefinition<&str, u32> = TableDefinition::new("restarts");
 
-/// Version 1 numbered events in reserved blocks and had no outbox; it is migrated on open.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 1 numbered events in reserved blocks and had no outbox; version 2 kept protocol-v2 specs and
+/// WebAssembly bytes. Both are migrated on open (version 2's spec and module cache are dropped: the controller
+/// sends the spec again and the artifacts are fetched anew).
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -78,6 +82,14 @@ impl Store {
                     meta.remove("seq_ceiling").map_err(db_err)?;
                     meta.insert("store_id", rand::random::<u64>().to_le_bytes().as_slice()).map_err(db_err)?;
                     meta.insert("next_seq", ceiling.to_le_bytes().as_slice()).map_err(db_err)?;
+                    txn.delete_table(SPEC).map_err(db_err)?;
+                    txn.delete_table(MODULES).map_err(db_err)?;
+                    txn.delete_table(MODULE_META).map_err(db_err)?;
+                }
+                Some(2) => {
+                    txn.delete_table(SPEC).map_err(db_err)?;
+                    txn.delete_table(MODULES).map_err(db_err)?;
+                    txn.delete_table(MODULE_META).map_err(db_err)?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => return Err(StoreError::Schema { found }),
@@ -91,6 +103,34 @@ impl Store {
         }
         txn.commit().map_err(db_err)?;
         Ok(Store { db })
+    }
+
+    /// Records the engine profile's fingerprint; when it changed (another `--engine`, another wasmtime), every
+    /// cached module is dropped, since artifacts compiled for the old profile no longer load.
+    pub fn use_engine(&self, fingerprint: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let same = meta.get("engine").map_err(db_err)?.is_some_and(|v| v.value() == fingerprint.as_bytes());
+            if !same {
+                txn.delete_table(MODULES).map_err(db_err)?;
+                txn.delete_table(MODULE_META).map_err(db_err)?;
+                txn.open_table(MODULES).map_err(db_err)?;
+                txn.open_table(MODULE_META).map_err(db_err)?;
+                meta.insert("engine", fingerprint.as_bytes()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Drops one cached module (it failed to load).
+    pub fn remove_module(&self, sha: &Sha256) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            txn.open_table(MODULES).map_err(db_err)?.remove(sha).map_err(db_err)?;
+            txn.open_table(MODULE_META).map_err(db_err)?.remove(sha).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
     }
 
     fn meta_u64(&self, key: &str) -> Result<u64, StoreError> {
@@ -321,6 +361,9 @@ mod tests {
                 cpu_millis: 1,
                 memory_limit_bytes: 1 << 20,
                 restart: RestartPolicy::Never,
+                cpu_limit_millis: 0,
+                timeout_ms: 0,
+                volumes: vec![],
             }],
         }
     }

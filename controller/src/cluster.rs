@@ -17,17 +17,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use edge_proto::{
-    Channel, EventKind, Heartbeat, Hello, InstanceState, InstanceStatus, LogLine, Message, ModuleChunk, ModuleReply,
-    ModuleRequest, NodeSpec, Outage, Topics,
+    quantity::format_memory, Channel, EngineProfile, EventKind, Heartbeat, Hello, InstanceState, InstanceStatus,
+    LogLine, Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, Outage, Topics,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::error::ApiError;
 use crate::api::types::{
-    ConditionView, DeployRequest, EventStatsView, InstanceView, LogsResponse, ModuleView, NamespaceView, NodeDetail,
-    NodeInstanceView, NodeView, OutageView, ResourcesView, RevisionView, RolloutView, StatsView, WorkloadView,
+    ArtifactView, ConditionView, DeployRequest, EventStatsView, InstanceView, LogsResponse, ModuleView, NamespaceView,
+    NodeDetail, NodeInstanceView, NodeView, OutageView, ResourcesView, RevisionView, RolloutView, StatsView,
+    WorkloadView,
 };
+use crate::artifacts::{ArtifactRecord, Artifacts, Lookup};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::logbook::LogBook;
 use crate::model::{
@@ -120,6 +122,8 @@ pub struct Cluster {
     namespaces: BTreeMap<String, NamespaceRecord>,
     /// Module bytes recently served to agents, so a chunked fetch does not read the store per chunk.
     module_cache: HashMap<String, std::sync::Arc<Vec<u8>>>,
+    /// Precompiled modules per engine profile.
+    artifacts: Artifacts,
     /// Instance id → workload key, rebuilt after every reconcile pass.
     instance_index: HashMap<String, String>,
     logs: LogBook,
@@ -157,6 +161,7 @@ impl Cluster {
         let nodes = store.load_nodes()?.into_iter().map(|n| (n.name.clone(), n)).collect();
         let modules = store.load_modules()?.into_iter().map(|m| (m.sha256.clone(), m)).collect();
         let namespaces = store.load_namespaces()?.into_iter().map(|n| (n.name.clone(), n)).collect();
+        let artifacts = Artifacts::new(store.load_artifacts()?);
         let mut cluster = Cluster {
             store,
             topics,
@@ -175,6 +180,7 @@ impl Cluster {
             modules,
             namespaces,
             module_cache: HashMap::new(),
+            artifacts,
             instance_index: HashMap::new(),
             logs: LogBook::default(),
             workload_events: HashMap::new(),
@@ -190,25 +196,88 @@ impl Cluster {
 
     // ---- modules -------------------------------------------------------------------------------------------
 
-    /// Validates and stores a module; returns its view and whether it was new.
+    /// Validates and stores a module, and queues its precompilation for every engine profile in the fleet;
+    /// returns its view and whether it was new.
     pub fn upload_module(&mut self, bytes: &[u8]) -> Result<(ModuleView, bool), ApiError> {
         validate_module(bytes).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let sha = hex::encode(Sha256::digest(bytes));
-        if let Some(m) = self.modules.get(&sha) {
-            return Ok((ModuleView { sha256: sha, size: m.size }, false));
+        if self.modules.contains_key(&sha) {
+            return Ok((self.module_view(&sha), false));
         }
         let record = ModuleRecord { sha256: sha.clone(), size: bytes.len() as u64, uploaded_ms: now_ms() };
         self.store.put_module(&record, bytes)?;
         self.modules.insert(sha.clone(), record);
-        Ok((ModuleView { sha256: sha, size: bytes.len() as u64 }, true))
+        let wasm = std::sync::Arc::new(bytes.to_vec());
+        let profiles: BTreeSet<EngineProfile> = self.nodes.values().filter_map(|n| n.engine_profile).collect();
+        for profile in profiles {
+            self.artifacts.want(&sha, &profile, || Some(wasm.clone()));
+        }
+        Ok((self.module_view(&sha), true))
     }
 
     pub fn module(&self, sha: &str) -> Option<ModuleView> {
-        self.modules.get(sha).map(|m| ModuleView { sha256: m.sha256.clone(), size: m.size })
+        self.modules.contains_key(sha).then(|| self.module_view(sha))
     }
 
     pub fn modules(&self) -> Vec<ModuleView> {
-        self.modules.values().map(|m| ModuleView { sha256: m.sha256.clone(), size: m.size }).collect()
+        self.modules.keys().map(|sha| self.module_view(sha)).collect()
+    }
+
+    fn module_view(&self, sha: &str) -> ModuleView {
+        let mut artifacts: Vec<ArtifactView> = self
+            .artifacts
+            .of_module(sha)
+            .map(|a| ArtifactView {
+                target: a.profile.target.to_string(),
+                fingerprint: a.fingerprint.clone(),
+                size: a.size,
+                sha256: a.sha256.clone(),
+                error: a.error.clone(),
+            })
+            .collect();
+        artifacts.sort_by(|a, b| (&a.target, &a.fingerprint).cmp(&(&b.target, &b.fingerprint)));
+        ModuleView { sha256: sha.to_string(), size: self.modules.get(sha).map_or(0, |m| m.size), artifacts }
+    }
+
+    /// Where precompilation jobs go (the controller's builder task); without one, artifacts are never built.
+    pub fn set_artifact_builder(&mut self, jobs: tokio::sync::mpsc::UnboundedSender<crate::artifacts::Job>) {
+        self.artifacts.set_builder(jobs);
+    }
+
+    /// Queues builds of every module in use for `profile` (a node announced it).
+    fn build_for_profile(&mut self, profile: &EngineProfile) {
+        let in_use: BTreeSet<String> = self.workloads.values().map(|w| w.spec.module.clone()).collect();
+        for sha in in_use {
+            let (store, cache) = (&self.store, &self.module_cache);
+            self.artifacts.want(&sha, profile, || module_bytes(store, cache, &sha));
+        }
+    }
+
+    /// A build finished: store it, then answer the agents waiting for it.
+    pub fn artifact_built(
+        &mut self,
+        key: crate::artifacts::Key,
+        profile: EngineProfile,
+        result: Result<Vec<u8>, String>,
+    ) {
+        let (module, fingerprint) = key;
+        let record = ArtifactRecord {
+            size: result.as_ref().map_or(0, |b| b.len() as u64),
+            sha256: result.as_ref().map_or_else(|_| String::new(), |b| hex::encode(Sha256::digest(b))),
+            error: result.as_ref().err().cloned(),
+            module,
+            fingerprint,
+            profile,
+            built_ms: now_ms(),
+        };
+        let bytes = result.ok().map(std::sync::Arc::new);
+        if let Err(e) = self.store.put_artifact(&record, bytes.as_deref().map(|b| b.as_slice())) {
+            // Still serve what was built; it is compiled again after a restart.
+            tracing::error!(error = %e, "cannot store an artifact");
+        }
+        for (node, request) in self.artifacts.built(record, bytes) {
+            self.on_module_request(&node, request);
+        }
     }
 
     // ---- namespaces ----------------------------------------------------------------------------------------
@@ -304,6 +373,29 @@ impl Cluster {
                 return Err(ApiError::BadRequest(format!("selector {k}={v} is invalid")));
             }
         }
+        if let Some(limit) = req.memory_limit_bytes {
+            if limit < req.memory_bytes {
+                return Err(ApiError::BadRequest(format!(
+                    "memory limit {} is below the memory request {}",
+                    format_memory(limit),
+                    format_memory(req.memory_bytes)
+                )));
+            }
+        }
+        if req.cpu_limit_millis == Some(0) {
+            return Err(ApiError::BadRequest("cpu limit must be at least 1m".into()));
+        }
+        let mut volume_names = BTreeSet::new();
+        for v in &req.volumes {
+            edge_proto::validate_name(&v.name)
+                .map_err(|e| ApiError::BadRequest(format!("volume name {:?}: {e}", v.name)))?;
+            if v.size_bytes == 0 {
+                return Err(ApiError::BadRequest(format!("volume {}: size must be more than 0", v.name)));
+            }
+            if !volume_names.insert(v.name.as_str()) {
+                return Err(ApiError::BadRequest(format!("volume {} is declared twice", v.name)));
+            }
+        }
         let spec = WorkloadSpec {
             selector: req.selector,
             on_node_loss,
@@ -314,6 +406,10 @@ impl Cluster {
             env: req.env,
             args: req.args,
             restart,
+            memory_limit_bytes: req.memory_limit_bytes,
+            cpu_limit_millis: req.cpu_limit_millis.unwrap_or(0),
+            timeout_ms: req.timeout_ms.unwrap_or(0),
+            volumes: req.volumes,
         };
         self.admit(namespace, name, &spec)?;
         let key = workload_key(namespace, name);
@@ -382,6 +478,10 @@ impl Cluster {
             restart: Some(spec.restart.as_str().to_string()),
             on_node_loss: Some(spec.on_node_loss.as_str().to_string()),
             selector: spec.selector,
+            memory_limit_bytes: spec.memory_limit_bytes,
+            cpu_limit_millis: (spec.cpu_limit_millis > 0).then_some(spec.cpu_limit_millis),
+            timeout_ms: (spec.timeout_ms > 0).then_some(spec.timeout_ms),
+            volumes: spec.volumes,
         };
         self.deploy(namespace, name, req)
     }
@@ -963,7 +1063,8 @@ impl Cluster {
             name: node.to_string(),
             board: String::new(),
             arch: String::new(),
-            engine: h.engine,
+            engine: h.engine.target,
+            engine_profile: None,
             agent_version: String::new(),
             capacity: h.capacity,
             reserved: h.reserved,
@@ -988,7 +1089,9 @@ impl Cluster {
         record.last_seen_ms = now;
         record.board = h.board;
         record.arch = h.arch;
-        record.engine = h.engine;
+        record.engine = h.engine.target;
+        let new_profile = record.engine_profile != Some(h.engine);
+        record.engine_profile = Some(h.engine);
         record.agent_version = h.agent_version;
         record.capacity = h.capacity;
         record.reserved = h.reserved;
@@ -1006,6 +1109,9 @@ impl Cluster {
             // again on its next connection. Spec generations are committed before any spec is published.
             self.nodes.insert(node.to_string(), record);
             self.unsaved_nodes.insert(node.to_string());
+        }
+        if new_profile {
+            self.build_for_profile(&h.engine);
         }
         if self.pending > 0 || new_spec_needed {
             self.reconcile()?;
@@ -1165,30 +1271,61 @@ impl Cluster {
         }
     }
 
+    /// Serves one chunk of a module (WebAssembly bytes) or of its artifact for the agent's profile. An
+    /// artifact still being built is answered when it is ready; one that cannot be built is refused with why.
     fn on_module_request(&mut self, node: &str, r: ModuleRequest) {
         let sha = hex::encode(r.module);
         let topic = self.topics.node(node, Channel::ModuleChunk);
-        let bytes = match self.module_cache.get(&sha) {
-            Some(b) => Some(b.clone()),
-            None if self.modules.contains_key(&sha) => match self.store.module_bytes(&sha) {
-                Ok(Some(b)) => {
-                    let b = std::sync::Arc::new(b);
+        let payload = match r.artifact {
+            None => module_bytes(&self.store, &self.module_cache, &sha).map(|b| {
+                if !self.module_cache.contains_key(&sha) {
                     if self.module_cache.len() >= 16 {
                         self.module_cache.clear();
                     }
                     self.module_cache.insert(sha.clone(), b.clone());
-                    Some(b)
                 }
-                _ => None,
-            },
-            None => None,
+                (b, r.module)
+            }),
+            Some(profile) if self.modules.contains_key(&sha) => {
+                let key = crate::artifacts::key(&sha, &profile);
+                match self.artifacts.lookup(&key) {
+                    Lookup::Ready(record) => {
+                        let bytes = self.artifacts.cached(&key).or_else(|| {
+                            let b = self.store.artifact_bytes(&key.0, &key.1).ok().flatten().map(std::sync::Arc::new);
+                            if let Some(b) = &b {
+                                self.artifacts.remember(key.clone(), b.clone());
+                            }
+                            b
+                        });
+                        let mut announced = [0u8; 32];
+                        match (bytes, hex::decode_to_slice(&record.sha256, &mut announced)) {
+                            (Some(b), Ok(())) => Some((b, announced)),
+                            _ => None,
+                        }
+                    }
+                    Lookup::Failed(reason) => {
+                        let reply = ModuleReply::Refused { module: r.module, artifact: r.artifact, reason };
+                        self.send_module_reply(topic, reply);
+                        return;
+                    }
+                    Lookup::Missing => {
+                        let (store, cache) = (&self.store, &self.module_cache);
+                        self.artifacts.want(&sha, &profile, || module_bytes(store, cache, &sha));
+                        self.artifacts.wait(key, node, r);
+                        return;
+                    }
+                }
+            }
+            Some(_) => None,
         };
-        let reply = match bytes {
-            Some(b) => {
+        let reply = match payload {
+            Some((b, hash)) => {
                 let start = (r.offset as usize).min(b.len());
                 let len = (r.max_len.min(edge_proto::MODULE_CHUNK) as usize).min(b.len() - start);
                 ModuleReply::Chunk(ModuleChunk {
                     module: r.module,
+                    artifact: r.artifact,
+                    sha256: hash,
                     offset: start as u64,
                     total: b.len() as u64,
                     data: b[start..start + len].to_vec(),
@@ -1196,12 +1333,28 @@ impl Cluster {
             }
             None => ModuleReply::NotFound { module: r.module },
         };
+        self.send_module_reply(topic, reply);
+    }
+
+    fn send_module_reply(&self, topic: String, reply: ModuleReply) {
         let _ = self.publish.send(Publish {
             topic,
             payload: edge_proto::encode(&Message::ModuleReply(reply)),
             retain: false,
         });
     }
+}
+
+/// A module's WebAssembly bytes, from the cache or the store.
+fn module_bytes(
+    store: &Store,
+    cache: &HashMap<String, std::sync::Arc<Vec<u8>>>,
+    sha: &str,
+) -> Option<std::sync::Arc<Vec<u8>>> {
+    if let Some(b) = cache.get(sha) {
+        return Some(b.clone());
+    }
+    store.module_bytes(sha).ok().flatten().map(std::sync::Arc::new)
 }
 
 /// Keeps `running_since` in step with the reported states: set when an instance is first seen Running, cleared

@@ -12,10 +12,12 @@
 //! - [`scheduler`], [`reconcile`]: pure decisions, no I/O.
 //! - [`store`], [`model`]: the redb state store and the records in it.
 //! - [`validate`]: WebAssembly module validation at upload.
+//! - [`artifacts`]: modules precompiled per engine profile, built off the cluster lock.
 //! - [`logbook`]: recent log lines per workload.
 //! - [`api`]: the HTTP/JSON API and its types (shared with `edgectl`).
 
 pub mod api;
+pub mod artifacts;
 pub mod broker;
 pub mod clock;
 pub mod cluster;

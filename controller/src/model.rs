@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use edge_proto::{EngineTarget, Resources, RestartPolicy};
+use edge_proto::{EngineProfile, EngineTarget, Resources, RestartPolicy, VolumeSpec};
 use serde::{Deserialize, Serialize};
 
 /// What a user asked for: the template every replica runs, and how many.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadSpec {
     /// sha256 of the module, lowercase hex.
     pub module: String,
@@ -27,6 +27,18 @@ pub struct WorkloadSpec {
     /// Node labels a node must carry to run a replica (`nodeSelector`).
     #[serde(default)]
     pub selector: BTreeMap<String, String>,
+    /// Cap on the guest's memory; `None` caps it at the request.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU cap in millicores; 0: none beyond fair sharing.
+    #[serde(default)]
+    pub cpu_limit_millis: u32,
+    /// A run is stopped after this long; 0: never.
+    #[serde(default)]
+    pub timeout_ms: u64,
+    /// Per-instance directories with a quota, preopened as `/{name}`.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
 }
 
 /// What happens to a workload's instances when their node is lost (NotReady for `--reschedule-after`).
@@ -60,6 +72,11 @@ impl std::str::FromStr for NodeLossPolicy {
 }
 
 impl WorkloadSpec {
+    /// The memory cap the runtime enforces.
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit_bytes.unwrap_or(self.memory_bytes)
+    }
+
     pub fn request(&self) -> Resources {
         Resources { cpu_millis: self.cpu_millis, memory_bytes: self.memory_bytes }
     }
@@ -137,6 +154,9 @@ pub struct NodeRecord {
     pub board: String,
     pub arch: String,
     pub engine: EngineTarget,
+    /// The full engine profile the agent announced (artifacts are compiled for it).
+    #[serde(default)]
+    pub engine_profile: Option<EngineProfile>,
     pub agent_version: String,
     pub capacity: Resources,
     /// Kept back for the agent and the OS, as the agent announced it.
@@ -263,6 +283,7 @@ mod tests {
             restart: Default::default(),
             on_node_loss: Default::default(),
             selector: Default::default(),
+            ..Default::default()
         }
     }
 

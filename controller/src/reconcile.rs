@@ -201,8 +201,11 @@ pub fn node_specs<'a>(
                 args: w.spec.args.clone(),
                 env: w.spec.env.clone(),
                 cpu_millis: w.spec.cpu_millis,
-                memory_limit_bytes: w.spec.memory_bytes,
+                memory_limit_bytes: w.spec.memory_limit(),
                 restart: w.spec.restart,
+                cpu_limit_millis: w.spec.cpu_limit_millis,
+                timeout_ms: w.spec.timeout_ms,
+                volumes: w.spec.volumes.clone(),
             });
         }
     }
@@ -238,6 +241,7 @@ mod tests {
                 restart: Default::default(),
                 on_node_loss: Default::default(),
                 selector: Default::default(),
+                ..Default::default()
             },
             revision: 1,
             instances: vec![],

@@ -124,6 +124,10 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let mut tasks = Vec::new();
+    // The artifact builder ends when the cluster (holding the only job sender) is dropped.
+    let (jobs_tx, jobs_rx) = tokio::sync::mpsc::unbounded_channel();
+    cluster.lock().unwrap_or_else(|e| e.into_inner()).set_artifact_builder(jobs_tx);
+    tasks.push(tokio::spawn(crate::artifacts::run_builder(Arc::downgrade(&cluster), jobs_rx)));
     let publisher = match link {
         Some((link_tx, link_rx)) => tokio::spawn(crate::mqtt::run_link(
             link_tx,

@@ -6,6 +6,8 @@
 //! - `nodes`: node name → JSON [`NodeRecord`] (with the generation of the last spec published to it).
 //! - `modules`: sha256 hex → JSON [`ModuleRecord`]; `module_blobs`: sha256 hex → the module's bytes.
 //! - `namespaces`: name → JSON [`NamespaceRecord`] (its quota). `default` exists without a record.
+//! - `artifacts`: `module/fingerprint` → JSON [`ArtifactRecord`]; `artifact_blobs`: same key → the precompiled
+//!   bytes (none when the record holds a compile error).
 //!
 //! **Invariant:** a change is acknowledged to a user only after [`Store::commit`] returned, which is a durable
 //! redb commit; several records that must change together go in one [`Store::commit`] call.
@@ -16,6 +18,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::artifacts::ArtifactRecord;
 use crate::model::{ModuleRecord, NamespaceRecord, NodeRecord, WorkloadRecord};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -24,6 +27,8 @@ const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");
 const MODULE_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("module_blobs");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
+const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts");
+const ARTIFACT_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifact_blobs");
 
 /// The on-disk format version; a store written by another version is refused rather than misread.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -83,6 +88,8 @@ impl Store {
             txn.open_table(MODULES).map_err(db_err)?;
             txn.open_table(MODULE_BLOBS).map_err(db_err)?;
             txn.open_table(NAMESPACES).map_err(db_err)?;
+            txn.open_table(ARTIFACTS).map_err(db_err)?;
+            txn.open_table(ARTIFACT_BLOBS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(Store { db })
@@ -160,6 +167,29 @@ impl Store {
         txn.commit().map_err(db_err)
     }
 
+    pub fn load_artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError> {
+        self.load_all(ARTIFACTS)
+    }
+
+    /// Stores an artifact's record and bytes together.
+    pub fn put_artifact(&self, record: &ArtifactRecord, bytes: Option<&[u8]>) -> Result<(), StoreError> {
+        let key = format!("{}/{}", record.module, record.fingerprint);
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            if let Some(bytes) = bytes {
+                txn.open_table(ARTIFACT_BLOBS).map_err(db_err)?.insert(key.as_str(), bytes).map_err(db_err)?;
+            }
+            txn.open_table(ARTIFACTS).map_err(db_err)?.insert(key.as_str(), json(record).as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    pub fn artifact_bytes(&self, module: &str, fingerprint: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let blobs = txn.open_table(ARTIFACT_BLOBS).map_err(db_err)?;
+        Ok(blobs.get(format!("{module}/{fingerprint}").as_str()).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
     pub fn module_bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let blobs = txn.open_table(MODULE_BLOBS).map_err(db_err)?;
@@ -191,6 +221,7 @@ mod tests {
                 restart: Default::default(),
                 on_node_loss: Default::default(),
                 selector: Default::default(),
+                ..Default::default()
             },
             revision: 1,
             instances: vec![InstanceRecord { id: format!("{name}-x"), revision: 1, node: None, reason: None }],

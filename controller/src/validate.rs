@@ -2,9 +2,6 @@
 
 use wasmparser::{Parser, Payload, TypeRef, Validator, WasmFeatures};
 
-/// The import module every runnable guest may use; the runtime provides nothing else.
-pub const WASI_P1: &str = "wasi_snapshot_preview1";
-
 /// Why a module was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ModuleError {
@@ -41,7 +38,8 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
                     let import = import.map_err(|e| ModuleError::NotWasm(e.message().to_string()))?;
-                    if import.module != WASI_P1 || !matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
+                    let func = matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_));
+                    if !func || !edge_engine::wasi::provides(import.module, import.name) {
                         unknown.push(format!("{}::{}", import.module, import.name));
                     }
                 }
@@ -93,5 +91,17 @@ mod tests {
             Err(ModuleError::UnknownImports(vec!["wasi_snapshot_preview2::proc_exit".into()]))
         );
         assert_eq!(validate_module(&wasm(&COMMAND.replace("_start", "main"))), Err(ModuleError::NoStart));
+        // A function WASI preview 1 does not have is named, with every other missing import.
+        let invented = wasm(
+            r#"(module
+                (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+                (import "wasi_snapshot_preview1" "gpio_write" (func (param i32)))
+                (import "env" "memory" (memory 1))
+                (func (export "_start")))"#,
+        );
+        assert_eq!(
+            validate_module(&invented),
+            Err(ModuleError::UnknownImports(vec!["wasi_snapshot_preview1::gpio_write".into(), "env::memory".into()]))
+        );
     }
 }

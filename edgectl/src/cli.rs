@@ -73,9 +73,22 @@ pub struct DeployArgs {
     /// CPU request, e.g. 250m or 0.5.
     #[arg(long, default_value = "100m")]
     pub cpu: String,
-    /// Memory request, also the instance's memory limit, e.g. 64Mi.
+    /// Memory request, e.g. 64Mi; also the instance's memory limit unless --memory-limit is given.
     #[arg(long, default_value = "32Mi")]
     pub memory: String,
+    /// Cap on the guest's memory (linear memories and tables), e.g. 128Mi; at least the request.
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Cap on CPU, e.g. 200m (a fifth of one core); default: no cap beyond fair sharing.
+    #[arg(long)]
+    pub cpu_limit: Option<String>,
+    /// Stop a run that lasts longer than this, e.g. 30s (for run-to-completion workloads).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// A writable per-instance directory NAME:SIZE (e.g. data:16Mi), seen by the guest as /NAME (repeatable).
+    /// Without one the guest has no filesystem at all.
+    #[arg(long = "volume", value_name = "NAME:SIZE")]
+    pub volumes: Vec<String>,
     /// Environment variable K=V (repeatable).
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
@@ -96,7 +109,7 @@ pub struct DeployArgs {
     pub wait: bool,
     /// How long --wait waits, in seconds.
     #[arg(long, default_value_t = 60)]
-    pub timeout: u64,
+    pub wait_timeout: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -150,6 +163,9 @@ pub enum GetWhat {
     Workloads,
     #[value(alias = "namespace", alias = "ns")]
     Namespaces,
+    /// Uploaded modules and their precompiled artifacts per engine target.
+    #[value(alias = "module", alias = "mod")]
+    Modules,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -66,6 +66,10 @@ impl Client {
         }
     }
 
+    pub async fn modules(&self) -> Result<Vec<ModuleView>> {
+        self.json(self.request(Method::GET, "/v1/modules")).await
+    }
+
     pub async fn upload_module(&self, bytes: Vec<u8>) -> Result<ModuleView> {
         self.json(self.request(Method::POST, "/v1/modules").body(bytes)).await
     }

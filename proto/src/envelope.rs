@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::message::Message;
 
 /// The protocol version this build speaks. Bump it on any incompatible change to [`Message`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// One payload on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,8 +83,8 @@ mod tests {
 
     use super::*;
     use crate::message::{
-        EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, LogLine, LogStream, NodeSpec, NodeStatus,
-        Outage, Resources, RestartPolicy,
+        EngineProfile, EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, LogLine, LogStream, NodeSpec,
+        NodeStatus, Outage, Resources, RestartPolicy, VolumeSpec,
     };
 
     fn hello() -> Message {
@@ -92,7 +92,7 @@ mod tests {
             agent_version: "0.1.0".to_string(),
             board: "rpi-4".to_string(),
             arch: "aarch64".to_string(),
-            engine: EngineTarget::Aarch64,
+            engine: EngineProfile { target: EngineTarget::Aarch64, memory_reservation: 1 << 24, memory_guard: 1 << 16 },
             capacity: Resources { cpu_millis: 4000, memory_bytes: 4 << 30 },
             labels: vec![("zone".to_string(), "a".to_string())],
             applied_generation: 7,
@@ -107,15 +107,16 @@ mod tests {
         assert_eq!(
             encode(&hello()),
             vec![
-                2, 0, 5, 48, 46, 49, 46, 48, 5, 114, 112, 105, 45, 52, 7, 97, 97, 114, 99, 104, 54, 52, 1, 160, 31,
-                128, 128, 128, 128, 16, 1, 4, 122, 111, 110, 101, 1, 97, 7, 172, 2, 100, 0, 0
+                3, 0, 5, 48, 46, 49, 46, 48, 5, 114, 112, 105, 45, 52, 7, 97, 97, 114, 99, 104, 54, 52, 1, 128, 128,
+                128, 8, 128, 128, 4, 160, 31, 128, 128, 128, 128, 16, 1, 4, 122, 111, 110, 101, 1, 97, 7, 172, 2, 100,
+                0, 0
             ]
         );
     }
 
     #[test]
     fn golden_status() {
-        assert_eq!(encode(&Message::Status(NodeStatus { online: false })), vec![2, 7, 0, 0]);
+        assert_eq!(encode(&Message::Status(NodeStatus { online: false })), vec![3, 7, 0, 0]);
     }
 
     #[test]
@@ -133,10 +134,13 @@ mod tests {
                 cpu_millis: 250,
                 memory_limit_bytes: 1 << 20,
                 restart: RestartPolicy::OnFailure,
+                cpu_limit_millis: 200,
+                timeout_ms: 0,
+                volumes: vec![VolumeSpec { name: "data".to_string(), size_bytes: 1 << 20 }],
             }],
         });
         let bytes = encode(&spec);
-        assert_eq!(&bytes[..4], &[2, 2, 3, 1]);
+        assert_eq!(&bytes[..4], &[3, 2, 3, 1]);
         assert_eq!(decode(&bytes).unwrap().message, spec);
     }
 
@@ -186,8 +190,9 @@ mod tests {
     #[test]
     fn refuses_garbage_versions_and_oversize() {
         assert_eq!(decode(&[]), Err(DecodeError::Malformed));
-        assert_eq!(decode(&[2, 250, 3]), Err(DecodeError::Malformed));
+        assert_eq!(decode(&[3, 250, 3]), Err(DecodeError::Malformed));
         assert_eq!(decode(&[1, 0]), Err(DecodeError::UnsupportedVersion(1)));
+        assert_eq!(decode(&[2, 0]), Err(DecodeError::UnsupportedVersion(2)));
         let mut trailing = encode(&hello());
         trailing.push(0);
         assert_eq!(decode(&trailing), Err(DecodeError::Malformed));

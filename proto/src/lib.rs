@@ -29,8 +29,9 @@ pub mod topic;
 pub use broker::{parse_broker_url, BadBrokerUrl};
 pub use envelope::{decode, encode, DecodeError, Envelope, PROTOCOL_VERSION};
 pub use message::{
-    EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, InstanceState, InstanceStatus, LogLine, LogStream,
-    Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Outage, Resources, RestartPolicy, Sha256,
+    EngineProfile, EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, InstanceState, InstanceStatus,
+    LogLine, LogStream, Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Outage, Resources,
+    RestartPolicy, Sha256, VolumeSpec,
 };
 pub use name::{validate_name, NameError};
 pub use topic::{Channel, Topics};

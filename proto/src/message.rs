@@ -106,13 +106,25 @@ impl fmt::Display for UnknownEngineTarget {
     }
 }
 
+/// How an agent's wasmtime engine is set up, as far as it decides whether precompiled code can load: the
+/// controller compiles one artifact per distinct profile it sees, and the agent accepts only artifacts built for
+/// its own. Two agents with equal profiles share artifacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EngineProfile {
+    pub target: EngineTarget,
+    /// Virtual address space reserved per linear memory; below 4 GiB, code carries explicit bounds checks.
+    pub memory_reservation: u64,
+    /// Guard region after each linear memory.
+    pub memory_guard: u64,
+}
+
 /// Sent by an agent on every (re)connect: who it is and what it can hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub agent_version: String,
     pub board: String,
     pub arch: String,
-    pub engine: EngineTarget,
+    pub engine: EngineProfile,
     pub capacity: Resources,
     pub labels: Vec<(String, String)>,
     /// The spec generation the agent has persisted and is running.
@@ -217,6 +229,19 @@ pub struct InstanceSpec {
     /// Cap on the guest's linear memories, in bytes.
     pub memory_limit_bytes: u64,
     pub restart: RestartPolicy,
+    /// Most CPU the instance may use, in millicores of one core; 0 means no limit beyond fair yielding.
+    pub cpu_limit_millis: u32,
+    /// A run longer than this is stopped (run-to-completion workloads); 0 means no deadline.
+    pub timeout_ms: u64,
+    /// Writable directories, each preopened in the guest as `/{name}`; nothing else of the filesystem is visible.
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// A per-instance directory on the node with a size quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub size_bytes: u64,
 }
 
 /// When an exited instance is started again (always with exponential back-off).
@@ -312,10 +337,12 @@ pub struct LogLine {
     pub line: String,
 }
 
-/// An agent asks for `[offset, offset + max_len)` of a module.
+/// An agent asks for `[offset, offset + max_len)` of a module: its WebAssembly bytes (`artifact: None`) or the
+/// code precompiled for an engine profile (`artifact: Some`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleRequest {
     pub module: Sha256,
+    pub artifact: Option<EngineProfile>,
     pub offset: u64,
     pub max_len: u32,
 }
@@ -323,12 +350,25 @@ pub struct ModuleRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModuleReply {
     Chunk(ModuleChunk),
-    NotFound { module: Sha256 },
+    NotFound {
+        module: Sha256,
+    },
+    /// The module cannot be compiled for the profile asked for; the reason says why.
+    Refused {
+        module: Sha256,
+        artifact: Option<EngineProfile>,
+        reason: String,
+    },
 }
 
+/// Part of a transfer. `sha256` is the hash of the whole payload (the module's own hash for WebAssembly bytes,
+/// the artifact's hash for precompiled code), the same in every chunk; the agent checks it once all `total` bytes
+/// have arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleChunk {
     pub module: Sha256,
+    pub artifact: Option<EngineProfile>,
+    pub sha256: Sha256,
     pub offset: u64,
     pub total: u64,
     pub data: Vec<u8>,

@@ -75,9 +75,52 @@ pub fn format_cpu(millis: u32) -> String {
     }
 }
 
+/// Parses a duration like `500ms`, `30s`, `5m`, `1h` (or bare seconds) into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid duration {s:?} (examples: 500ms, 30s, 5m, 1h)");
+    let s = s.trim();
+    let (num, mult) = [("ms", 1u64), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)]
+        .iter()
+        .find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult)))
+        .unwrap_or((s, 1_000));
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 || v * mult as f64 > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok((v * mult as f64 + 0.5) as u64)
+}
+
+/// Parses a volume declaration `NAME:SIZE` (e.g. `data:64Mi`); the name must be a valid name (it becomes the
+/// guest path `/NAME` and a directory on the node).
+pub fn parse_volume(s: &str) -> Result<crate::VolumeSpec, String> {
+    let (name, size) = s.split_once(':').ok_or_else(|| format!("volume {s:?}: expected NAME:SIZE, e.g. data:64Mi"))?;
+    crate::validate_name(name).map_err(|e| format!("volume name {name:?}: {e}"))?;
+    let size_bytes = parse_memory(size).map_err(|e| format!("volume {name}: {e}"))?;
+    if size_bytes == 0 {
+        return Err(format!("volume {name}: size must be more than 0"));
+    }
+    Ok(crate::VolumeSpec { name: name.to_string(), size_bytes })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_volumes() {
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+        assert_eq!(parse_duration_ms("1.5m"), Ok(90_000));
+        assert_eq!(parse_duration_ms("2"), Ok(2_000));
+        assert!(parse_duration_ms("soon").is_err());
+        assert!(parse_duration_ms("-1s").is_err());
+        let v = parse_volume("data:64Mi").unwrap();
+        assert_eq!((v.name.as_str(), v.size_bytes), ("data", 64 << 20));
+        assert!(parse_volume("data").unwrap_err().contains("NAME:SIZE"));
+        assert!(parse_volume("../x:1Mi").is_err());
+        assert!(parse_volume("data:lots").is_err());
+        assert!(parse_volume("data:0").is_err());
+    }
 
     #[test]
     fn parses_kubernetes_quantities() {

@@ -16,7 +16,8 @@ fn sha256(bytes: &[u8]) -> Sha256 {
     sha2::Sha256::digest(bytes).into()
 }
 
-fn instance(id: String, module: Sha256, size: u64) -> InstanceSpec {
+/// An instance of `module` (of `size` bytes) with small requests and no limits beyond memory.
+pub fn instance(id: String, module: Sha256, size: u64) -> InstanceSpec {
     InstanceSpec {
         id,
         namespace: "default".into(),
@@ -28,6 +29,9 @@ fn instance(id: String, module: Sha256, size: u64) -> InstanceSpec {
         cpu_millis: 10,
         memory_limit_bytes: 16 << 20,
         restart: RestartPolicy::Always,
+        cpu_limit_millis: 0,
+        timeout_ms: 0,
+        volumes: vec![],
     }
 }
 

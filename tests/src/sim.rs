@@ -114,7 +114,7 @@ async fn connection(
             agent_version: "sim".into(),
             board: "sim".into(),
             arch: "sim".into(),
-            engine: EngineTarget::Aarch64,
+            engine: edge_engine::profile_for(EngineTarget::Aarch64, 4 << 30),
             capacity: cfg.capacity,
             labels: vec![("zone".into(), format!("z{}", k % 3))],
             applied_generation: 0,

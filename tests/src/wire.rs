@@ -1,56 +1,124 @@
 //! A test-side MQTT peer speaking the controller's half of the protocol for one node: it publishes specs,
-//! serves module chunks from bytes it was given, and collects the node's heartbeats. For tests that drive an
-//! agent with exact specs (e.g. crash-during-apply trials), over a real broker.
+//! serves modules (precompiled for the profile the agent asks for, like the controller) and collects the
+//! node's heartbeats and events. For tests that drive an agent with exact specs (e.g. crash-during-apply
+//! trials) or with deliberately bad artifacts ([`Serve`]), over a real broker.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use edge_proto::{Channel, Heartbeat, Message, ModuleChunk, ModuleReply, NodeSpec, Sha256, Topics};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use edge_proto::{
+    Channel, EngineProfile, EngineTarget, Event, Heartbeat, Message, ModuleChunk, ModuleReply, NodeSpec, Sha256, Topics,
+};
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
+
+/// How the peer answers artifact requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// Like the controller.
+    Honest,
+    /// Announces a hash that does not match the bytes.
+    WrongHash,
+    /// Sends the first half of the artifact as if it were whole (its announced hash matches the half).
+    Truncated,
+    /// Sends code compiled for another target, labelled as the agent's own profile.
+    WrongTarget,
+    /// Labels the chunks with another profile than the one asked for.
+    OtherProfile,
+}
 
 pub struct Peer {
     client: AsyncClient,
     topics: Topics,
     node: String,
     heartbeats: watch::Receiver<Option<Heartbeat>>,
+    events: watch::Receiver<Vec<Event>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Peer {
     /// Connects to the broker at `127.0.0.1:port` and waits until subscribed.
     pub async fn connect(port: u16, node: &str, modules: HashMap<Sha256, Vec<u8>>) -> Peer {
+        Peer::connect_serving(port, node, modules, Serve::Honest).await
+    }
+
+    /// [`Peer::connect`], answering artifact requests as `serve` says.
+    pub async fn connect_serving(port: u16, node: &str, modules: HashMap<Sha256, Vec<u8>>, serve: Serve) -> Peer {
+        let compiler = edge_engine::Compiler::new();
+        let mut artifacts: HashMap<(Sha256, EngineProfile), Vec<u8>> = HashMap::new();
         let topics = Topics::default();
         let mut options = MqttOptions::new(format!("peer-{node}-{}", std::process::id()), "127.0.0.1", port);
         options.set_max_packet_size(edge_proto::MAX_PAYLOAD + 4096, edge_proto::MAX_PAYLOAD + 4096);
         let (client, mut eventloop) = AsyncClient::new(options, 256);
         let (hb_tx, heartbeats) = watch::channel(None);
+        let (ev_tx, events) = watch::channel(Vec::new());
         let (ready_tx, mut ready) = watch::channel(false);
         let (c, t, n) = (client.clone(), topics.clone(), node.to_string());
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for ch in [Channel::Heartbeat, Channel::ModuleRequest] {
+                    Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                        for ch in [Channel::Heartbeat, Channel::ModuleRequest, Channel::Events] {
                             let _ = c.subscribe(t.node(&n, ch), QoS::AtLeastOnce).await;
                         }
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
                         ready_tx.send_replace(true);
                     }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
                         let Ok(env) = edge_proto::decode(&p.payload) else { continue };
                         match env.message {
                             Message::Heartbeat(h) => {
                                 hb_tx.send_replace(Some(h));
                             }
+                            Message::Events(batch) => {
+                                ev_tx.send_modify(|all| all.extend(batch));
+                            }
                             Message::ModuleRequest(r) => {
-                                let reply = match modules.get(&r.module) {
-                                    Some(b) => {
+                                let payload = match (modules.get(&r.module), r.artifact) {
+                                    (None, _) => None,
+                                    (Some(wasm), None) => Some((wasm.clone(), r.module, None)),
+                                    (Some(wasm), Some(profile)) => {
+                                        let built = artifacts.entry((r.module, profile)).or_insert_with(|| {
+                                            let target = match serve {
+                                                Serve::WrongTarget => EngineProfile {
+                                                    target: if profile.target == EngineTarget::Aarch64 {
+                                                        EngineTarget::X86_64
+                                                    } else {
+                                                        EngineTarget::Aarch64
+                                                    },
+                                                    ..profile
+                                                },
+                                                _ => profile,
+                                            };
+                                            let mut b = compiler.precompile(&target, wasm).expect("precompile");
+                                            if serve == Serve::Truncated {
+                                                b.truncate(b.len() / 2);
+                                            }
+                                            b
+                                        });
+                                        let mut hash = sha256(built);
+                                        if serve == Serve::WrongHash {
+                                            hash[0] ^= 0xff;
+                                        }
+                                        let label = match serve {
+                                            Serve::OtherProfile => EngineProfile {
+                                                memory_reservation: profile.memory_reservation * 2,
+                                                ..profile
+                                            },
+                                            _ => profile,
+                                        };
+                                        Some((built.clone(), hash, Some(label)))
+                                    }
+                                };
+                                let reply = match payload {
+                                    Some((b, hash, artifact)) => {
                                         let start = (r.offset as usize).min(b.len());
                                         let end = (start + r.max_len as usize).min(b.len());
                                         ModuleReply::Chunk(ModuleChunk {
                                             module: r.module,
+                                            artifact,
+                                            sha256: hash,
                                             offset: start as u64,
                                             total: b.len() as u64,
                                             data: b[start..end].to_vec(),
@@ -74,7 +142,18 @@ impl Peer {
             .await
             .expect("test peer subscribed within 10 s")
             .expect("peer task alive");
-        Peer { client, topics, node: node.to_string(), heartbeats, task }
+        Peer { client, topics, node: node.to_string(), heartbeats, events, task }
+    }
+
+    /// Waits for an event satisfying `pred`; panics after `timeout` with every event seen.
+    pub async fn event_where(&mut self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Event {
+        let found = tokio::time::timeout(timeout, self.events.wait_for(|all| all.iter().any(&pred)))
+            .await
+            .map(|r| r.map(|all| all.iter().find(|e| pred(e)).cloned()));
+        match found {
+            Ok(Ok(Some(e))) => e,
+            _ => panic!("no matching event within {timeout:?}; seen: {:?}", self.events.borrow()),
+        }
     }
 
     /// Publishes `spec` to the node (retained or not).
@@ -102,4 +181,9 @@ impl Drop for Peer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+fn sha256(bytes: &[u8]) -> Sha256 {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }

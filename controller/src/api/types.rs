@@ -26,6 +26,18 @@ pub struct DeployRequest {
     /// Labels a node must carry to run a replica (`nodeSelector`).
     #[serde(default)]
     pub selector: BTreeMap<String, String>,
+    /// Cap on the guest's memory (default: `memory_bytes`); not below the request.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU cap in millicores (default: none beyond fair sharing).
+    #[serde(default)]
+    pub cpu_limit_millis: Option<u32>,
+    /// Stop a run after this many milliseconds (run-to-completion workloads).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Per-instance directories with a size quota, preopened in the guest as `/{name}`.
+    #[serde(default)]
+    pub volumes: Vec<edge_proto::VolumeSpec>,
 }
 
 /// Body of `PUT /v1/nodes/{name}/labels`.
@@ -200,6 +212,22 @@ pub struct OutageView {
 pub struct ModuleView {
     pub sha256: String,
     pub size: u64,
+    /// Precompiled code per engine profile of the fleet (and targets it cannot be compiled for).
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactView {
+    /// Engine target: x86_64, aarch64, pulley32, pulley64.
+    pub target: String,
+    /// Profile fingerprint (target, memory layout, wasmtime version).
+    pub fingerprint: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Why the module cannot be compiled for this profile (then `size` is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

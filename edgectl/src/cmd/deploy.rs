@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cli::DeployArgs;
 use crate::client::{Client, Refused};
-use edge_proto::quantity::{parse_cpu, parse_memory};
+use edge_proto::quantity::{parse_cpu, parse_duration_ms, parse_memory, parse_volume};
 
 pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
     let path = args.module.display().to_string();
@@ -48,11 +48,28 @@ pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
         restart: Some(args.restart.as_str().to_string()),
         on_node_loss: Some(args.on_node_loss.as_str().to_string()),
         selector,
+        memory_limit_bytes: match &args.memory_limit {
+            Some(m) => Some(parse_memory(m).map_err(|e| anyhow!("--memory-limit: {e}"))?),
+            None => None,
+        },
+        cpu_limit_millis: match &args.cpu_limit {
+            Some(c) => Some(parse_cpu(c).map_err(|e| anyhow!("--cpu-limit: {e}"))?),
+            None => None,
+        },
+        timeout_ms: match &args.timeout {
+            Some(t) => Some(parse_duration_ms(t).map_err(|e| anyhow!("--timeout: {e}"))?),
+            None => None,
+        },
+        volumes: args
+            .volumes
+            .iter()
+            .map(|v| parse_volume(v).map_err(|e| anyhow!("--volume: {e}")))
+            .collect::<Result<Vec<_>>>()?,
     };
     let w = client.deploy(ns, &args.name, &req).await?;
     println!("workload {ns}/{} deployed (revision {}, {} replicas)", w.name, w.revision, w.replicas);
     if args.wait {
-        wait(client, ns, &args.name, Duration::from_secs(args.timeout)).await?;
+        wait(client, ns, &args.name, Duration::from_secs(args.wait_timeout)).await?;
     }
     Ok(())
 }

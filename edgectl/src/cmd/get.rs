@@ -1,7 +1,7 @@
-//! `edgectl get nodes|workloads [-o table|json]`.
+//! `edgectl get nodes|workloads|namespaces|modules [-o table|json]`.
 
 use anyhow::Result;
-use edge_controller::api::types::{NamespaceView, NodeView, WorkloadView};
+use edge_controller::api::types::{ModuleView, NamespaceView, NodeView, WorkloadView};
 
 use crate::cli::{GetWhat, Output};
 use crate::client::Client;
@@ -22,6 +22,13 @@ pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, output: Outpu
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&namespaces)?),
                 Output::Table => print!("{}", namespaces_table(&namespaces)),
+            }
+        }
+        GetWhat::Modules => {
+            let modules = client.modules().await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&modules)?),
+                Output::Table => print!("{}", modules_table(&modules)),
             }
         }
         GetWhat::Workloads => {
@@ -62,6 +69,26 @@ fn nodes_table(nodes: &[NodeView]) -> String {
                 format!("{} (want {})", n.generation, n.spec_generation)
             },
             n.last_seen.clone().unwrap_or_else(|| "never".into()),
+        ]);
+    }
+    t.render()
+}
+
+fn modules_table(modules: &[ModuleView]) -> String {
+    let mut t = Table::new(["SHA256", "SIZE", "ARTIFACTS"]);
+    for m in modules {
+        let artifacts: Vec<String> = m
+            .artifacts
+            .iter()
+            .map(|a| match &a.error {
+                Some(e) => format!("{}: cannot compile ({e})", a.target),
+                None => format!("{} {}", a.target, format_memory(a.size)),
+            })
+            .collect();
+        t.row([
+            m.sha256[..12.min(m.sha256.len())].to_string(),
+            format_memory(m.size),
+            if artifacts.is_empty() { "-".to_string() } else { artifacts.join(", ") },
         ]);
     }
     t.render()

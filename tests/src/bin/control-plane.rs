@@ -97,6 +97,7 @@ fn scheduler_and_store() -> String {
                 restart: Default::default(),
                 on_node_loss: Default::default(),
                 selector: Default::default(),
+                ..Default::default()
             },
             revision: 1,
             instances: nodes

@@ -5,6 +5,10 @@
 //! It starts a controller with its embedded broker and two agents in this process, and runs the real `edgectl`
 //! binary (default `target/release/edgectl`, or the path given as the first argument) for every deploy.
 //! With `BENCH_BROKER=mqtt://HOST:PORT` the controller and agents use that external broker instead.
+//!
+//! Beside it, in the same run, `crun` and `runc` (Debian packages) start a trivial container (`busybox echo`
+//! from a busybox-static rootfs) the same number of times, timed from spawning the runtime to its exit (the
+//! echo's output is read by then). Skipped with a note when a runtime or busybox is missing.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -53,6 +57,62 @@ async fn main() {
     report("module already uploaded", &mut known);
     report("module never seen", &mut fresh);
     fleet.stop().await;
+    for runtime in ["crun", "runc"] {
+        match container_starts(runtime) {
+            Ok(mut samples) => {
+                samples.sort_by(|a, b| a.total_cmp(b));
+                let median = (samples[samples.len() / 2 - 1] + samples[samples.len() / 2]) / 2.0;
+                println!(
+                    "{runtime} run (busybox echo, rootfs from busybox-static): median {median:.1} ms, min {:.1} ms, \
+                     max {:.1} ms (n={})",
+                    samples[0],
+                    samples[samples.len() - 1],
+                    samples.len()
+                );
+            }
+            Err(why) => println!("{runtime}: not measured ({why})"),
+        }
+    }
+}
+
+/// Milliseconds of `RUNTIME run` of a busybox echo container, TRIALS times after one warm-up.
+fn container_starts(runtime: &str) -> Result<Vec<f64>, String> {
+    let busybox = std::path::Path::new("/usr/bin/busybox");
+    if !busybox.exists() {
+        return Err("no /usr/bin/busybox: apt-get install busybox-static".into());
+    }
+    let bundle = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(bundle.path().join("rootfs/bin")).map_err(|e| e.to_string())?;
+    std::fs::copy(busybox, bundle.path().join("rootfs/bin/busybox")).map_err(|e| e.to_string())?;
+    let spec = Command::new(runtime).arg("spec").current_dir(bundle.path()).status();
+    if !spec.map(|s| s.success()).unwrap_or(false) {
+        return Err(format!("{runtime} not installed or `{runtime} spec` failed"));
+    }
+    let path = bundle.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    config["process"]["args"] = serde_json::json!(["/bin/busybox", "echo", "hello"]);
+    config["process"]["terminal"] = serde_json::json!(false);
+    std::fs::write(&path, config.to_string()).map_err(|e| e.to_string())?;
+    let mut samples = Vec::new();
+    for i in 0..=TRIALS {
+        let id = format!("bench-{}-{i}", std::process::id());
+        let t0 = Instant::now();
+        let out = Command::new(runtime)
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg(&id)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        if !String::from_utf8_lossy(&out.stdout).contains("hello") {
+            return Err(format!("{runtime} run failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        if i > 0 {
+            samples.push(ms);
+        }
+    }
+    Ok(samples)
 }
 
 /// Milliseconds from spawning `edgectl deploy` to the first log line of the new workload.

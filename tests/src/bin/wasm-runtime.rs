@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use edge_agent::runtime::Runtime;
 use edge_proto::{EngineProfile, InstanceSpec};
 use edge_tests::proc::{agent_args, binary, controller_args, Proc};
-use edge_tests::{eventually, example, free_port, Api};
+use edge_tests::{example, free_port, Api};
 use tokio::sync::mpsc;
 
 #[tokio::main]
@@ -118,7 +118,7 @@ async fn main() {
 
     // 3. A real agent process.
     let (api_port, mqtt_port) = (free_port(), free_port());
-    let _controller = Proc::spawn(
+    let controller = Proc::spawn(
         "controller",
         &binary("edge-controller"),
         &controller_args(&dir.path().join("c"), api_port, mqtt_port, &[]),
@@ -131,12 +131,16 @@ async fn main() {
         dir.path(),
     );
     let api = Api::new(([127, 0, 0, 1], api_port).into());
-    let a = api.clone();
-    eventually(Duration::from_secs(30), "the agent Ready", || {
-        let a = a.clone();
-        async move { (a.try_get("/v1/nodes").await?[0]["status"] == "Ready").then_some(()) }
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.try_get("/v1/nodes").await.is_none_or(|n| n[0]["status"] != "Ready") {
+        assert!(
+            Instant::now() < deadline,
+            "the agent is not Ready after 30 s\ncontroller:\n{}\nagent:\n{}",
+            controller.output(),
+            agent.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = rss_kib(agent.pid());
     let sha = api.upload(example("ticker.wasm")).await;

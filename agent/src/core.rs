@@ -359,7 +359,9 @@ impl Core {
             instances,
             events_dropped: self.events_dropped,
             last_event_seq: self.next_seq.saturating_sub(1),
-            oldest_unacked_seq: self.outbox.front().map_or(0, |e| e.seq),
+            // Events of the input being handled are not in the outbox yet but already numbered: they count as
+            // unacknowledged too, or the controller would take them for dropped.
+            oldest_unacked_seq: self.outbox.front().or(self.fresh.first()).map_or(0, |e| e.seq),
             last_outage: self.last_outage,
         };
         self.publish(Channel::Heartbeat, QoS::AtMostOnce, &Message::Heartbeat(hb));

@@ -100,6 +100,11 @@ impl Artifacts {
         self.records.values().filter(move |r| r.module == module)
     }
 
+    /// Fingerprints of the engine profiles `module` cannot be compiled for (the scheduler avoids those nodes).
+    pub fn failed_fingerprints(&self, module: &str) -> Vec<String> {
+        self.of_module(module).filter(|r| r.error.is_some()).map(|r| r.fingerprint.clone()).collect()
+    }
+
     /// Queues a build of `module` for `profile` unless it exists or is under way. `wasm` is read only then.
     pub fn want(&mut self, module: &str, profile: &EngineProfile, wasm: impl FnOnce() -> Option<Arc<Vec<u8>>>) {
         let key = key(module, profile);

@@ -126,6 +126,8 @@ pub struct Cluster {
     artifacts: Artifacts,
     /// Instance id → workload key, rebuilt after every reconcile pass.
     instance_index: HashMap<String, String>,
+    /// Instances recently removed from a workload, with its key, oldest first (at most [`RETIRED_INSTANCES`]).
+    retired: VecDeque<(String, String)>,
     logs: LogBook,
     /// Recent events per workload key, for `describe workload`.
     workload_events: HashMap<String, VecDeque<String>>,
@@ -146,6 +148,8 @@ struct Counters {
 }
 
 const MAX_REPLICAS: u32 = 1_000;
+/// Removed instances whose late events still reach `describe workload`.
+const RETIRED_INSTANCES: usize = 1_024;
 /// The namespace that exists without being created.
 pub const DEFAULT_NAMESPACE: &str = "default";
 const MIN_MEMORY: u64 = 64 * 1024;
@@ -182,6 +186,7 @@ impl Cluster {
             module_cache: HashMap::new(),
             artifacts,
             instance_index: HashMap::new(),
+            retired: VecDeque::new(),
             logs: LogBook::default(),
             workload_events: HashMap::new(),
             counters: Counters::default(),
@@ -848,7 +853,9 @@ impl Cluster {
             .nodes
             .values()
             .map(|n| {
-                let mut slot = NodeSlot::new(n.name.clone(), n.allocatable()).with_labels(n.effective_labels());
+                let mut slot = NodeSlot::new(n.name.clone(), n.allocatable())
+                    .with_labels(n.effective_labels())
+                    .with_engine(n.engine_profile.as_ref().map(edge_engine::fingerprint));
                 if !self.is_ready(&n.name) {
                     slot.blocker = Some(Blocker::NotReady);
                 } else if n.cordoned {
@@ -858,8 +865,10 @@ impl Cluster {
             })
             .collect();
         let mut snap = reconcile::snapshot(slots, self.workloads.values());
+        let artifacts = &self.artifacts;
         for (key, w) in self.workloads.iter_mut() {
-            if reconcile::place_pending(w, &mut snap) && !changed.contains(key) {
+            let cannot_run = artifacts.failed_fingerprints(&w.spec.module);
+            if reconcile::place_pending(w, &mut snap, &cannot_run) && !changed.contains(key) {
                 changed.push(key.clone());
             }
         }
@@ -961,8 +970,19 @@ impl Cluster {
     }
 
     fn rebuild_index(&mut self) {
-        self.instance_index =
+        let index: HashMap<String, String> =
             self.workloads.values().flat_map(|w| w.instances.iter().map(move |i| (i.id.clone(), w.key()))).collect();
+        // Instances that just left their workload (old revisions, scale-down, moved off a lost node) still
+        // report their last events (Stopped); keep them findable for a while, oldest forgotten first.
+        let old = std::mem::replace(&mut self.instance_index, index);
+        for (id, key) in old {
+            if !self.instance_index.contains_key(&id) && self.workloads.contains_key(&key) {
+                self.retired.push_back((id, key));
+            }
+        }
+        while self.retired.len() > RETIRED_INSTANCES {
+            self.retired.pop_front();
+        }
     }
 
     /// Periodic work: a pass when a node became Ready, NotReady or lost since the last one (cheap otherwise,
@@ -1200,8 +1220,8 @@ impl Cluster {
                 live.recent_events.pop_front();
             }
             let line = format!("{} #{} {} {:?}", rfc3339_ms(e.at_ms), e.seq, e.instance, e.kind);
-            if let Some(key) = self.instance_index.get(&e.instance) {
-                let ring = self.workload_events.entry(key.clone()).or_default();
+            if let Some(key) = workload_of(&self.instance_index, &self.retired, &e.instance).cloned() {
+                let ring = self.workload_events.entry(key).or_default();
                 if ring.len() >= WORKLOAD_EVENTS {
                     ring.pop_front();
                 }
@@ -1343,6 +1363,15 @@ impl Cluster {
             retain: false,
         });
     }
+}
+
+/// The workload an instance belongs (or recently belonged) to.
+fn workload_of<'a>(
+    index: &'a HashMap<String, String>,
+    retired: &'a VecDeque<(String, String)>,
+    instance: &str,
+) -> Option<&'a String> {
+    index.get(instance).or_else(|| retired.iter().rev().find(|(id, _)| id == instance).map(|(_, key)| key))
 }
 
 /// A module's WebAssembly bytes, from the cache or the store.

@@ -161,13 +161,14 @@ pub fn snapshot<'a>(nodes: Vec<NodeSlot>, workloads: impl IntoIterator<Item = &'
     snap
 }
 
-/// Step 2. Returns true when a placement or a Pending reason changed.
-pub fn place_pending(w: &mut WorkloadRecord, snap: &mut Snapshot) -> bool {
+/// Step 2. Returns true when a placement or a Pending reason changed. `cannot_run`: engine fingerprints the
+/// workload's module could not be compiled for.
+pub fn place_pending(w: &mut WorkloadRecord, snap: &mut Snapshot, cannot_run: &[String]) -> bool {
     let key = w.key();
     let request = w.spec.request();
     let mut changed = false;
     for i in w.instances.iter_mut().filter(|i| i.node.is_none()) {
-        let (node, reason) = match snap.place_matching(&key, request, &w.spec.selector) {
+        let (node, reason) = match snap.place_on(&key, request, &w.spec.selector, cannot_run) {
             Ok(node) => (Some(node), None),
             Err(e) => (None, Some(e.reason)),
         };
@@ -269,13 +270,13 @@ mod tests {
         let mut next = ids();
         assert!(prune(&mut w, &mut next, ready).0);
         let mut snap = snapshot(nodes(), []);
-        assert!(place_pending(&mut w, &mut snap));
+        assert!(place_pending(&mut w, &mut snap, &[]));
         let placed: Vec<_> = w.instances.iter().map(|i| i.node.clone().unwrap()).collect();
         assert_eq!(placed, ["n1", "n2"]);
         // Second pass: nothing to do.
         assert_eq!(prune(&mut w, &mut next, ready), (false, Rollout::Complete));
         let mut snap = snapshot(nodes(), [&w]);
-        assert!(!place_pending(&mut w, &mut snap));
+        assert!(!place_pending(&mut w, &mut snap, &[]));
         let specs = node_specs([&w], |_| Some(9));
         assert_eq!(specs["n1"][0].id, "t-1");
         assert_eq!(specs["n2"][0].module_size, 9);
@@ -351,7 +352,7 @@ mod tests {
         let mut w = workload(2);
         let mut next = ids();
         prune(&mut w, &mut next, ready);
-        place_pending(&mut w, &mut snapshot(nodes(), []));
+        place_pending(&mut w, &mut snapshot(nodes(), []), &[]);
         let lost: HashSet<String> = ["n1".to_string()].into();
         let mut stay = w.clone();
         stay.spec.on_node_loss = NodeLossPolicy::Stay;
@@ -364,7 +365,7 @@ mod tests {
         let mut slots = nodes();
         slots[0].blocker = Some(crate::scheduler::Blocker::NotReady);
         let mut snap = snapshot(slots, [&w]);
-        assert!(place_pending(&mut w, &mut snap));
+        assert!(place_pending(&mut w, &mut snap, &[]));
         assert_eq!(w.instances[0].node.as_deref(), Some("n2"));
         assert!(!replace_lost(&mut w, &lost, &mut next));
     }
@@ -375,7 +376,7 @@ mod tests {
         w.spec.memory_bytes = 100 << 30;
         prune(&mut w, &mut ids(), ready);
         let mut snap = snapshot(nodes(), []);
-        place_pending(&mut w, &mut snap);
+        place_pending(&mut w, &mut snap, &[]);
         assert_eq!(w.instances[0].reason.as_deref(), Some("0/2 nodes available: 2 insufficient memory"));
     }
 }

@@ -1,8 +1,8 @@
 //! The scheduler: picks a node for one replica from declared resources. Pure: no I/O, no clock, no randomness.
 //!
 //! A [`Snapshot`] holds every node's allocatable and allocated resources, its labels, and how many replicas of
-//! each workload it (and its `zone`) runs. [`Snapshot::place_matching`] filters nodes (Ready, not cordoned, labels
-//! match the workload's selector, resources fit), scores the survivors (fewest replicas of the same workload in the
+//! each workload it (and its `zone`) runs. [`Snapshot::place_on`] filters nodes (Ready, not cordoned, labels
+//! match the workload's selector, the node's engine can run the module, resources fit), scores the survivors (fewest replicas of the same workload in the
 //! node's zone first, then on the node, to spread; then least allocated; then by name, so the same input always
 //! gives the same output) and books the request on the winner, so consecutive calls see earlier placements.
 //!
@@ -29,6 +29,8 @@ pub struct NodeSlot {
     /// Replicas per workload key already on this node.
     pub replicas: HashMap<String, u32>,
     pub labels: BTreeMap<String, String>,
+    /// Fingerprint of the node's engine profile (see `edge_engine::fingerprint`), when known.
+    pub engine: Option<String>,
 }
 
 /// The node label that names a failure domain; replicas spread over its values first.
@@ -43,7 +45,13 @@ impl NodeSlot {
             allocated: Resources::ZERO,
             replicas: HashMap::new(),
             labels: BTreeMap::new(),
+            engine: None,
         }
+    }
+
+    pub fn with_engine(mut self, fingerprint: Option<String>) -> NodeSlot {
+        self.engine = fingerprint;
+        self
     }
 
     pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> NodeSlot {
@@ -248,9 +256,21 @@ impl Snapshot {
         request: Resources,
         selector: &BTreeMap<String, String>,
     ) -> Result<String, Unschedulable> {
+        self.place_on(workload, request, selector, &[])
+    }
+
+    /// As [`Snapshot::place_matching`], also skipping nodes whose engine fingerprint is in `cannot_run` (the
+    /// module could not be compiled for that engine profile).
+    pub fn place_on(
+        &mut self,
+        workload: &str,
+        request: Resources,
+        selector: &BTreeMap<String, String>,
+        cannot_run: &[String],
+    ) -> Result<String, Unschedulable> {
         let mut best: Option<(u32, u32, Load, usize)> = None;
-        // not ready, cordoned, selector, insufficient cpu, insufficient memory
-        let mut rejections: [usize; 5] = [0; 5];
+        // not ready, cordoned, selector, insufficient cpu, insufficient memory, engine
+        let mut rejections: [usize; 6] = [0; 6];
         let n = self.nodes.len();
         let want = sample_size(n);
         let mut feasible = 0;
@@ -275,6 +295,10 @@ impl Snapshot {
             }
             if !selector.is_empty() && !node.matches(selector) {
                 rejections[2] += 1;
+                continue;
+            }
+            if !cannot_run.is_empty() && node.engine.as_ref().is_some_and(|e| cannot_run.contains(e)) {
+                rejections[5] += 1;
                 continue;
             }
             let free = node.free();
@@ -310,8 +334,14 @@ impl Snapshot {
                 Ok(self.nodes[i].name.clone())
             }
             None => {
-                let labels =
-                    ["not ready", "cordoned", "didn't match node selector", "insufficient cpu", "insufficient memory"];
+                let labels = [
+                    "not ready",
+                    "cordoned",
+                    "didn't match node selector",
+                    "insufficient cpu",
+                    "insufficient memory",
+                    "cannot run the module on their engine",
+                ];
                 let parts: Vec<String> = rejections
                     .iter()
                     .zip(labels)
@@ -337,6 +367,27 @@ mod tests {
 
     fn res(cpu: u32, mem_mib: u64) -> Resources {
         Resources { cpu_millis: cpu, memory_bytes: mem_mib * MIB }
+    }
+
+    #[test]
+    fn nodes_whose_engine_cannot_run_the_module_are_filtered_and_counted() {
+        let mut s = Snapshot::new(vec![
+            NodeSlot::new("armv7", res(1000, 100)).with_engine(Some("p32".into())),
+            NodeSlot::new("pi5", res(1000, 100)).with_engine(Some("a64".into())),
+            NodeSlot::new("old", res(1000, 100)),
+        ]);
+        let none = BTreeMap::new();
+        let cannot = ["p32".to_string()];
+        for _ in 0..4 {
+            assert_ne!(s.place_on("ns/w", res(10, 1), &none, &cannot).unwrap(), "armv7");
+        }
+        let cannot = ["p32".to_string(), "a64".to_string()];
+        let mut s = Snapshot::new(vec![
+            NodeSlot::new("armv7", res(1000, 100)).with_engine(Some("p32".into())),
+            NodeSlot::new("pi5", res(1000, 100)).with_engine(Some("a64".into())),
+        ]);
+        let err = s.place_on("ns/w", res(10, 1), &none, &cannot).unwrap_err();
+        assert_eq!(err.reason, "0/2 nodes available: 2 cannot run the module on their engine");
     }
 
     #[test]

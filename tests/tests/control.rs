@@ -191,6 +191,22 @@ async fn rollouts_go_one_at_a_time_undo_and_halt_on_a_crash_loop() {
         }
     };
     let w = rolled(2).await;
+    // The replaced revision's instances are gone from the workload, but their Stopped events are still described.
+    let api2 = api.clone();
+    eventually(Duration::from_secs(30), "Stopped events of revision 1 in describe", || {
+        let api = api2.clone();
+        async move {
+            let events = api.get("/v1/namespaces/default/workloads/tick/events").await;
+            let text = events.to_string();
+            (text.matches("Stopped").count() >= 2).then_some(())
+        }
+    })
+    .await;
+    // And no event was taken for lost on the way (a heartbeat once raced the events of the same input).
+    for node in ["a", "b"] {
+        let d = api.get(&format!("/v1/nodes/{node}")).await;
+        assert_eq!(d["events"]["missing"], 0, "{d}");
+    }
     let revisions: Vec<u64> =
         w["revisions"].as_array().unwrap().iter().map(|r| r["revision"].as_u64().unwrap()).collect();
     assert_eq!(revisions, [1, 2]);

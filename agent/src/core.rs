@@ -273,6 +273,10 @@ impl Core {
             }
             Input::Message(Message::ModuleReply(reply)) => self.on_module_reply(reply),
             Input::Message(Message::EventsAck(up_to)) => self.on_ack(up_to),
+            Input::Message(Message::HelloRequest) => {
+                let hello = self.hello();
+                self.publish(Channel::Hello, QoS::AtLeastOnce, &Message::Hello(hello));
+            }
             Input::Message(other) => tracing::debug!(?other, "unexpected message kind ignored"),
             Input::Started { id, run, at_ms } => {
                 let Some(inst) = self.instances.get_mut(&id).filter(|i| i.run == run) else { return };

@@ -53,6 +53,8 @@ pub struct Publish {
 struct NodeLive {
     online: bool,
     last_heartbeat: Option<Instant>,
+    /// When the node, heartbeating without a known `Hello`, was last asked for one.
+    hello_requested: Option<Instant>,
     /// When its Last Will (or a clean `offline` status) arrived.
     offline_at: Option<Instant>,
     last_seen_ms: Option<u64>,
@@ -148,6 +150,8 @@ struct Counters {
 }
 
 const MAX_REPLICAS: u32 = 1_000;
+/// How often a node heartbeating without a `Hello` is asked for one.
+const HELLO_REQUEST_EVERY: Duration = Duration::from_secs(2);
 /// Removed instances whose late events still reach `describe workload`.
 const RETIRED_INSTANCES: usize = 1_024;
 /// The namespace that exists without being created.
@@ -929,6 +933,21 @@ impl Cluster {
         Ok(())
     }
 
+    /// Asks a node heard from without a `Hello` to send one (its first was lost), at most every
+    /// [`HELLO_REQUEST_EVERY`].
+    fn ask_for_hello(&mut self, node: &str) {
+        let Some(live) = self.live.get_mut(node) else { return };
+        if live.hello_requested.is_some_and(|t| t.elapsed() < HELLO_REQUEST_EVERY) {
+            return;
+        }
+        live.hello_requested = Some(Instant::now());
+        let _ = self.publish.send(Publish {
+            topic: self.topics.node(node, Channel::Ack),
+            payload: edge_proto::encode(&Message::HelloRequest),
+            retain: false,
+        });
+    }
+
     fn spec_publish(&self, node: &str, generation: u64, instances: Vec<edge_proto::InstanceSpec>) -> Publish {
         Publish {
             topic: self.topics.node(node, Channel::Spec),
@@ -1169,6 +1188,9 @@ impl Cluster {
         let floor = if h.oldest_unacked_seq == 0 { h.last_event_seq } else { h.oldest_unacked_seq - 1 };
         live.agent_events_dropped = h.events_dropped;
         live.last_outage = h.last_outage;
+        if !self.nodes.contains_key(node) {
+            self.ask_for_hello(node);
+        }
         if let Some(record) = self.nodes.get(node) {
             if floor > record.last_event_seq {
                 let mut w = record.last_event_seq;

@@ -178,6 +178,7 @@ mod tests {
                 }),
             }),
             Message::EventsAck(44),
+            Message::HelloRequest,
         ];
         for m in messages {
             let env = decode(&encode(&m)).unwrap();

@@ -1,8 +1,8 @@
 //! Message bodies. Every field is plain data; times are Unix milliseconds (`*_ms`), sizes are bytes.
 //!
 //! Direction of each message (N = node/agent, C = controller):
-//! `Hello`, `Heartbeat`, `Events`, `Logs`, `ModuleRequest`, `Status` go N → C; `Spec`, `ModuleReply` and
-//! `EventsAck` go C → N.
+//! `Hello`, `Heartbeat`, `Events`, `Logs`, `ModuleRequest`, `Status` go N → C; `Spec`, `ModuleReply`,
+//! `EventsAck` and `HelloRequest` go C → N.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -28,6 +28,9 @@ pub enum Message {
     /// The controller has applied (and persisted) every event of this node up to and including this sequence
     /// number; the agent may forget them. Sent after every `Events` batch, duplicates included.
     EventsAck(u64),
+    /// The controller hears this node's heartbeats but never got its `Hello` (a broker under load may drop it):
+    /// the agent sends its `Hello` again. Sent on the `ack` channel, at most every few seconds per node.
+    HelloRequest,
 }
 
 /// CPU in millicores and memory in bytes, as Kubernetes counts them.

@@ -10,7 +10,7 @@
 //! | `logs`         | N → C     | 0   | no       | `Logs`                   |
 //! | `module/req`   | N → C     | 1   | no       | `ModuleRequest`          |
 //! | `module/chunk` | C → N     | 1   | no       | `ModuleReply`            |
-//! | `ack`          | C → N     | 1   | no       | `EventsAck`              |
+//! | `ack`          | C → N     | 1   | no       | `EventsAck`, `HelloRequest` |
 
 use alloc::format;
 use alloc::string::String;

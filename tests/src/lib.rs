@@ -178,6 +178,18 @@ impl Fleet {
         self.controller = Some(c);
     }
 
+    /// Stops the controller and starts a new one with an empty store (`fresh` names its directory) on the same
+    /// broker: it knows no node, and the agents, still connected, have no reason to say hello again.
+    pub async fn replace_controller(&mut self, fresh: &str) {
+        if let Some(c) = self.controller.take() {
+            c.shutdown().await;
+        }
+        let (host, port) = self.broker_addr();
+        let c = start_controller(&self.dir.path().join(fresh), BrokerMode::External { host, port }).await;
+        self.api = Api::new(c.api_addr);
+        self.controller = Some(c);
+    }
+
     /// Stops one agent cleanly (its instances stop with it); it can be started again on the same store.
     pub async fn stop_agent(&mut self, name: &str) {
         let Some(i) = self.agents.iter().position(|(n, _, _)| n == name) else { panic!("no agent {name}") };

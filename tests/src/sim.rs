@@ -79,25 +79,33 @@ async fn connection(
     let specs: Arc<Mutex<NodeSpecs>> = Arc::default();
     let (connected_tx, mut connected) = watch::channel(false);
     let poller = {
-        let (client, topics, nodes, specs, stats) =
-            (client.clone(), topics.clone(), nodes.clone(), specs.clone(), stats.clone());
+        let (client, topics, nodes, specs, stats, capacity) =
+            (client.clone(), topics.clone(), nodes.clone(), specs.clone(), stats.clone(), cfg.capacity);
         tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         for n in &nodes {
                             let _ = client.subscribe(topics.node(n, Channel::Spec), QoS::AtLeastOnce).await;
+                            let _ = client.subscribe(topics.node(n, Channel::Ack), QoS::AtLeastOnce).await;
                         }
                         connected_tx.send_replace(true);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let Some((node, Channel::Spec)) = topics.parse(&p.topic) else { continue };
-                        if let Ok(env) = edge_proto::decode(&p.payload) {
-                            if let Message::Spec(spec) = env.message {
+                        let Some((node, _)) = topics.parse(&p.topic) else { continue };
+                        match edge_proto::decode(&p.payload).map(|e| e.message) {
+                            Ok(Message::Spec(spec)) => {
                                 stats.specs_received.fetch_add(1, Ordering::Relaxed);
                                 let ids = spec.instances.into_iter().map(|i| i.id).collect();
                                 specs.lock().expect("lock").insert(node.to_string(), (spec.generation, ids));
                             }
+                            // The controller missed this node's Hello (dropped under load): say it again.
+                            Ok(Message::HelloRequest) => {
+                                let hello = edge_proto::encode(&hello(&capacity, k));
+                                let topic = topics.node(node, Channel::Hello);
+                                let _ = client.try_publish(topic, QoS::AtLeastOnce, false, hello);
+                            }
+                            _ => {}
                         }
                     }
                     Ok(_) => {}
@@ -110,25 +118,8 @@ async fn connection(
         return;
     }
     for n in &nodes {
-        let hello = Hello {
-            agent_version: "sim".into(),
-            board: "sim".into(),
-            arch: "sim".into(),
-            engine: edge_engine::profile_for(EngineTarget::Aarch64, 4 << 30),
-            capacity: cfg.capacity,
-            labels: vec![("zone".into(), format!("z{}", k % 3))],
-            applied_generation: 0,
-            store_id: 1,
-            reserved: Resources::ZERO,
-        };
-        let _ = client
-            .publish(
-                topics.node(n, Channel::Hello),
-                QoS::AtLeastOnce,
-                false,
-                edge_proto::encode(&Message::Hello(hello)),
-            )
-            .await;
+        let payload = edge_proto::encode(&hello(&cfg.capacity, k));
+        let _ = client.publish(topics.node(n, Channel::Hello), QoS::AtLeastOnce, false, payload).await;
     }
     let started = edge_agent::clock::now_ms();
     let mut tick = tokio::time::interval(cfg.heartbeat);
@@ -168,4 +159,19 @@ async fn connection(
         }
     }
     poller.abort();
+}
+
+/// A simulated node's hello; nodes of connection `k` are in zone `z{k % 3}`.
+fn hello(capacity: &Resources, k: usize) -> Message {
+    Message::Hello(Hello {
+        agent_version: "sim".into(),
+        board: "sim".into(),
+        arch: "sim".into(),
+        engine: edge_engine::profile_for(EngineTarget::Aarch64, 4 << 30),
+        capacity: *capacity,
+        labels: vec![("zone".into(), format!("z{}", k % 3))],
+        applied_generation: 0,
+        store_id: 1,
+        reserved: Resources::ZERO,
+    })
 }

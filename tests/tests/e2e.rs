@@ -180,3 +180,19 @@ async fn garbage_on_the_wire_changes_nothing() {
     poller.abort();
     fleet.stop().await;
 }
+
+/// A controller that hears a node's heartbeats but never got its Hello (a broker under load drops messages; here a
+/// new controller with an empty store behind the same Mosquitto) asks for one, and the node becomes Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_hello_was_never_heard_is_asked_for_it() {
+    let mosquitto = Mosquitto::start();
+    let mut fleet = Fleet::with_broker(BrokerMode::External { host: "127.0.0.1".into(), port: mosquitto.port }).await;
+    fleet.start_agent("n1");
+    fleet.wait_ready_nodes(1).await;
+    fleet.replace_controller("fresh").await;
+    fleet.wait_ready_nodes(1).await;
+    let nodes = fleet.api.get("/v1/nodes").await;
+    assert_eq!(nodes[0]["name"], "n1");
+    assert!(nodes[0]["capacity"]["cpu_millis"].as_u64().unwrap_or(0) > 0, "{nodes}");
+    fleet.stop().await;
+}

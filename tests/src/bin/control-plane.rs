@@ -2,7 +2,10 @@
 //! under a simulated fleet, and failover after SIGKILL. Prints the table recorded in BENCHMARKS.md.
 //!
 //! ```text
-//! cargo build --release --bins && target/release/control-plane [--skip-fleet | --fleet 1000,10000] [--trials 20]
+//! cargo build --release --bins && target/release/control-plane [--skip-fleet | --fleet 1000,10000]
+//!     [--fleet-broker embedded|mosquitto] [--trials 20]
+//! With `--fleet-broker mosquitto` the fleet runs through a Mosquitto started here (the controller connects to it as
+//! an external broker), so the controller's figures exclude a broker.
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,8 +43,9 @@ async fn main() {
             Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
             None => vec![1_000, 10_000],
         };
+        let mosquitto = arg("--fleet-broker").as_deref() == Some("mosquitto");
         for nodes in sizes {
-            fleet(nodes).await;
+            fleet(nodes, mosquitto).await;
         }
     }
     let trials = arg("--trials").and_then(|t| t.parse().ok()).unwrap_or(20);
@@ -143,11 +147,26 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// A controller pinned to one core (`taskset -c 0`), with its embedded broker, under `nodes` simulated nodes
 /// heartbeating faster than it can keep up with; reports heartbeats handled per second and RSS per node.
-async fn fleet(nodes: usize) {
+async fn fleet(nodes: usize, external: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (api_port, mqtt_port) = (free_port(), free_port());
+    let (api_port, mut mqtt_port) = (free_port(), free_port());
     let mut args = vec!["-c".to_string(), "0".to_string(), binary("edge-controller").display().to_string()];
-    args.extend(controller_args(&dir.path().join("controller"), api_port, mqtt_port, &[]));
+    let mosquitto = external.then(edge_tests::Mosquitto::start);
+    match &mosquitto {
+        Some(m) => {
+            mqtt_port = m.port;
+            let broker = format!("mqtt://127.0.0.1:{}", m.port);
+            args.extend([
+                "--data".to_string(),
+                dir.path().join("controller").display().to_string(),
+                "--api".into(),
+                format!("127.0.0.1:{api_port}"),
+                "--broker".into(),
+                broker,
+            ]);
+        }
+        None => args.extend(controller_args(&dir.path().join("controller"), api_port, mqtt_port, &[])),
+    }
     let controller = Proc::spawn("controller", std::path::Path::new("/usr/bin/taskset"), &args, dir.path());
     let api = Api::new(([127, 0, 0, 1], api_port).into());
     let up = || {
@@ -183,9 +202,10 @@ async fn fleet(nodes: usize) {
     let rss = rss_kib(controller.pid());
     let _ = stop.send(true);
     run.abort();
+    let broker = if external { "Mosquitto (external)" } else { "its embedded broker" };
     println!(
-        "fleet of {nodes} simulated nodes: all Ready {:.1} s after the simulator started; controller (with its \
-         broker) pinned to one core handled {:.0} heartbeats/s ({:.0}/s offered); RSS {} MiB ({} MiB empty) = {:.1} \
+        "fleet of {nodes} simulated nodes via {broker}: all Ready {:.1} s after the simulator started; controller \
+         pinned to one core handled {:.0} heartbeats/s ({:.0}/s offered); RSS {} MiB ({} MiB empty) = {:.1} \
          KiB per node",
         join_time.as_secs_f64(),
         (h1 - h0) as f64 / window.as_secs_f64(),

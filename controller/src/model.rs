@@ -273,18 +273,7 @@ mod tests {
     use super::*;
 
     fn spec(replicas: u32, cpu: u32, mem: u64) -> WorkloadSpec {
-        WorkloadSpec {
-            module: String::new(),
-            replicas,
-            cpu_millis: cpu,
-            memory_bytes: mem,
-            env: vec![],
-            args: vec![],
-            restart: Default::default(),
-            on_node_loss: Default::default(),
-            selector: Default::default(),
-            ..Default::default()
-        }
+        WorkloadSpec { module: String::new(), replicas, cpu_millis: cpu, memory_bytes: mem, ..Default::default() }
     }
 
     #[test]

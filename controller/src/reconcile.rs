@@ -237,11 +237,6 @@ mod tests {
                 replicas,
                 cpu_millis: 100,
                 memory_bytes: 1 << 20,
-                env: vec![],
-                args: vec![],
-                restart: Default::default(),
-                on_node_loss: Default::default(),
-                selector: Default::default(),
                 ..Default::default()
             },
             revision: 1,

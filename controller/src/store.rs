@@ -217,10 +217,6 @@ mod tests {
                 cpu_millis: 100,
                 memory_bytes: 1 << 20,
                 env: vec![("K".into(), "V".into())],
-                args: vec![],
-                restart: Default::default(),
-                on_node_loss: Default::default(),
-                selector: Default::default(),
                 ..Default::default()
             },
             revision: 1,

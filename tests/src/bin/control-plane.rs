@@ -96,11 +96,6 @@ fn scheduler_and_store() -> String {
                 replicas: REPLICAS as u32,
                 cpu_millis: request.cpu_millis,
                 memory_bytes: request.memory_bytes,
-                env: vec![],
-                args: vec![],
-                restart: Default::default(),
-                on_node_loss: Default::default(),
-                selector: Default::default(),
                 ..Default::default()
             },
             revision: 1,

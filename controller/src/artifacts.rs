@@ -100,6 +100,11 @@ impl Artifacts {
         self.records.values().filter(move |r| r.module == module)
     }
 
+    /// Whether any module failed to compile for any profile.
+    pub fn any_failed(&self) -> bool {
+        self.records.values().any(|r| r.error.is_some())
+    }
+
     /// Fingerprints of the engine profiles `module` cannot be compiled for (the scheduler avoids those nodes).
     pub fn failed_fingerprints(&self, module: &str) -> Vec<String> {
         self.of_module(module).filter(|r| r.error.is_some()).map(|r| r.fingerprint.clone()).collect()

@@ -853,13 +853,16 @@ impl Cluster {
             }
         }
         self.rollouts = rollouts;
+        let any_failed = self.artifacts.any_failed();
         let slots: Vec<NodeSlot> = self
             .nodes
             .values()
             .map(|n| {
+                // Fingerprints (a sha256 per node) matter only when some module cannot run somewhere.
+                let engine = if any_failed { n.engine_profile.as_ref().map(edge_engine::fingerprint) } else { None };
                 let mut slot = NodeSlot::new(n.name.clone(), n.allocatable())
                     .with_labels(n.effective_labels())
-                    .with_engine(n.engine_profile.as_ref().map(edge_engine::fingerprint));
+                    .with_engine(engine);
                 if !self.is_ready(&n.name) {
                     slot.blocker = Some(Blocker::NotReady);
                 } else if n.cordoned {

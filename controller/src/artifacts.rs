@@ -1,9 +1,9 @@
 //! Artifacts: each module precompiled for each engine profile in the fleet, cached in the store by
 //! (module sha256, profile fingerprint).
 //!
-//! Compiling is CPU-heavy (Cranelift), so it never runs under the cluster lock: the cluster queues a [`Job`],
-//! one builder task compiles on a blocking thread and hands the result back with
-//! [`Cluster::artifact_built`](crate::cluster::Cluster::artifact_built). Agents asking for an artifact that is
+//! Compiling is CPU-heavy (Cranelift), so it never runs on the cluster's owner: the cluster queues a [`Job`],
+//! one builder task compiles on a blocking thread and reports a [`Built`] over a channel, which the owner hands
+//! to [`Cluster::artifact_built`](crate::cluster::Cluster::artifact_built). Agents asking for an artifact that is
 //! still being built wait in [`Artifacts::wait`] and are answered when it is ready (or refused with the
 //! compiler's reason, which is also kept, so a module that cannot run on a target fails fast everywhere).
 //!
@@ -11,36 +11,15 @@
 //! every module in use) and by a request for a missing artifact.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use edge_proto::{EngineProfile, ModuleRequest};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use crate::cluster::Cluster;
+pub use crate::model::ArtifactRecord;
 
 /// (module sha256 hex, profile fingerprint).
 pub type Key = (String, String);
-
-/// What the store keeps about one artifact (its bytes are stored beside it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArtifactRecord {
-    pub module: String,
-    pub fingerprint: String,
-    pub profile: EngineProfile,
-    pub size: u64,
-    /// sha256 hex of the artifact's bytes, announced to agents so they can verify a download.
-    pub sha256: String,
-    pub built_ms: u64,
-    /// Set when the module cannot be compiled for this profile; then there are no bytes.
-    pub error: Option<String>,
-}
-
-impl ArtifactRecord {
-    pub fn key(&self) -> Key {
-        (self.module.clone(), self.fingerprint.clone())
-    }
-}
 
 pub fn key(module: &str, profile: &EngineProfile) -> Key {
     (module.to_string(), edge_engine::fingerprint(profile))
@@ -75,6 +54,8 @@ pub struct Artifacts {
 
 /// Artifacts' bytes kept in memory for chunked downloads.
 const CACHED: usize = 16;
+/// Most engine profiles one module is compiled for (a fleet has a handful: one per target and memory size).
+pub const PROFILES_PER_MODULE: usize = 32;
 
 impl Artifacts {
     pub fn new(records: Vec<ArtifactRecord>) -> Artifacts {
@@ -111,9 +92,16 @@ impl Artifacts {
     }
 
     /// Queues a build of `module` for `profile` unless it exists or is under way. `wasm` is read only then.
+    /// At most [`PROFILES_PER_MODULE`] profiles are built per module: a node announcing ever new profiles
+    /// cannot grow the store without bound.
     pub fn want(&mut self, module: &str, profile: &EngineProfile, wasm: impl FnOnce() -> Option<Arc<Vec<u8>>>) {
         let key = key(module, profile);
         if self.records.contains_key(&key) || self.building.contains(&key) {
+            return;
+        }
+        let known = self.records.keys().chain(&self.building).filter(|(m, _)| m == module).count();
+        if known >= PROFILES_PER_MODULE {
+            tracing::warn!(module, "not building an artifact: the module already has one for {known} engine profiles");
             return;
         }
         let Some(jobs) = &self.jobs else { return };
@@ -154,9 +142,18 @@ impl Artifacts {
     }
 }
 
-/// Compiles queued jobs one at a time (Cranelift itself uses every core for one module) until the queue closes
-/// (the cluster, which holds the only sender, is dropped). Holds the cluster weakly so it does not keep it alive.
-pub async fn run_builder(cluster: Weak<Mutex<Cluster>>, mut jobs: UnboundedReceiver<Job>) {
+/// A finished build, reported to the cluster's owner over a channel.
+#[derive(Debug)]
+pub struct Built {
+    pub key: Key,
+    pub profile: EngineProfile,
+    pub result: Result<Vec<u8>, String>,
+}
+
+/// Compiles queued jobs one at a time (Cranelift itself uses every core for one module) and reports each result
+/// on `done`, until the queue closes (the cluster, which holds the only job sender, is dropped) or nobody
+/// listens any more. It knows nothing of the cluster.
+pub async fn run_builder(mut jobs: UnboundedReceiver<Job>, done: tokio::sync::mpsc::UnboundedSender<Built>) {
     let compiler = Arc::new(edge_engine::Compiler::new());
     while let Some(job) = jobs.recv().await {
         let (c, profile, wasm) = (compiler.clone(), job.profile, job.wasm.clone());
@@ -174,7 +171,8 @@ pub async fn run_builder(cluster: Weak<Mutex<Cluster>>, mut jobs: UnboundedRecei
                 tracing::warn!(module = %job.key.0, target = %job.profile.target, error = %e, "cannot precompile")
             }
         }
-        let Some(cluster) = cluster.upgrade() else { return };
-        cluster.lock().unwrap_or_else(|e| e.into_inner()).artifact_built(job.key, job.profile, result);
+        if done.send(Built { key: job.key, profile: job.profile, result }).is_err() {
+            return;
+        }
     }
 }

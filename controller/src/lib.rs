@@ -1,6 +1,7 @@
 //! The edge controller: the brain of the cluster.
 //!
-//! A deploy flows: HTTP API ([`api`]) → [`cluster::Cluster`] → [`store`] (redb, durable before the reply) →
+//! A deploy flows: HTTP API ([`api`]) → the cluster's [`owner`] → [`cluster::Cluster`] → [`store`] (redb, durable
+//! before the reply) →
 //! [`reconcile`] + [`scheduler`] place replicas on nodes → each changed node spec is published retained over
 //! MQTT ([`mqtt`]) → agents run it and report hello, heartbeats, events and logs back into the cluster.
 //!
@@ -8,13 +9,14 @@
 //! - [`server`]: configuration, start and shutdown of a whole controller.
 //! - [`broker`]: the embedded rumqttd broker (the zero-setup default).
 //! - [`mqtt`]: the MQTT shell (connection, subscriptions, publishing).
-//! - [`cluster`]: all state and every operation on it; the shells call in here.
+//! - [`owner`]: the one thread that owns the cluster state; the shells call in through its handle.
+//! - [`cluster`]: all state and every operation on it, by concern (see its module doc).
 //! - [`scheduler`], [`reconcile`]: pure decisions, no I/O.
 //! - [`store`], [`model`]: the redb state store and the records in it.
 //! - [`validate`]: WebAssembly module validation at upload.
-//! - [`artifacts`]: modules precompiled per engine profile, built off the cluster lock.
+//! - [`artifacts`]: modules precompiled per engine profile, built off the owner.
 //! - [`logbook`]: recent log lines per workload.
-//! - [`api`]: the HTTP/JSON API and its types (shared with `edgectl`).
+//! - [`api`]: the HTTP/JSON API: admission, views, routes (its JSON types are the `edge-api` crate).
 
 pub mod api;
 pub mod artifacts;
@@ -24,6 +26,7 @@ pub mod cluster;
 pub mod logbook;
 pub mod model;
 pub mod mqtt;
+pub mod owner;
 pub mod reconcile;
 pub mod scheduler;
 pub mod server;

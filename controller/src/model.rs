@@ -1,10 +1,11 @@
-//! Records the controller stores: workloads with their instances, nodes, and module metadata.
+//! Records the controller stores: workloads with their instances, nodes, namespaces, modules and artifacts.
 //!
 //! These are serialised as JSON into redb (see [`crate::store`]); new fields must come with `#[serde(default)]`
 //! so older stores keep opening.
 
 use std::collections::BTreeMap;
 
+pub use edge_api::{Quota, Usage};
 use edge_proto::{EngineProfile, EngineTarget, Resources, RestartPolicy, VolumeSpec};
 use serde::{Deserialize, Serialize};
 
@@ -184,6 +185,14 @@ pub struct NodeRecord {
     /// Labels set with `edgectl label node`; they override the agent's labels with the same key.
     #[serde(default)]
     pub user_labels: BTreeMap<String, String>,
+    /// The protocol version the node's agent speaks (from the envelope of its hello): what the controller
+    /// encodes its specs, acks and module replies in. Records from before protocol 4 read as 3.
+    #[serde(default = "protocol_3")]
+    pub protocol: u16,
+}
+
+fn protocol_3() -> u16 {
+    edge_proto::MIN_PROTOCOL_VERSION
 }
 
 impl NodeRecord {
@@ -197,6 +206,26 @@ impl NodeRecord {
         let mut l = self.labels.clone();
         l.extend(self.user_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         l
+    }
+}
+
+/// What the store keeps about one artifact (its bytes are stored beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    pub module: String,
+    pub fingerprint: String,
+    pub profile: EngineProfile,
+    pub size: u64,
+    /// sha256 hex of the artifact's bytes, announced to agents so they can verify a download.
+    pub sha256: String,
+    pub built_ms: u64,
+    /// Set when the module cannot be compiled for this profile; then there are no bytes.
+    pub error: Option<String>,
+}
+
+impl ArtifactRecord {
+    pub fn key(&self) -> crate::artifacts::Key {
+        (self.module.clone(), self.fingerprint.clone())
     }
 }
 
@@ -217,55 +246,16 @@ pub struct NamespaceRecord {
     pub created_ms: u64,
 }
 
-/// Upper bounds on the sum of a namespace's requests (replicas × per-replica request); `None`: unbounded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quota {
-    pub cpu_millis: Option<u64>,
-    pub memory_bytes: Option<u64>,
-    pub instances: Option<u64>,
-}
-
 /// What a namespace's workloads request in total.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    pub cpu_millis: u64,
-    pub memory_bytes: u64,
-    pub instances: u64,
-}
-
-impl Usage {
-    pub fn of<'a>(specs: impl IntoIterator<Item = &'a WorkloadSpec>) -> Usage {
-        let mut u = Usage::default();
-        for s in specs {
-            let n = s.replicas as u64;
-            u.cpu_millis += n * s.cpu_millis as u64;
-            u.memory_bytes = u.memory_bytes.saturating_add(n.saturating_mul(s.memory_bytes));
-            u.instances += n;
-        }
-        u
+pub fn usage_of<'a>(specs: impl IntoIterator<Item = &'a WorkloadSpec>) -> Usage {
+    let mut u = Usage::default();
+    for s in specs {
+        let n = s.replicas as u64;
+        u.cpu_millis = u.cpu_millis.saturating_add(n.saturating_mul(s.cpu_millis as u64));
+        u.memory_bytes = u.memory_bytes.saturating_add(n.saturating_mul(s.memory_bytes));
+        u.instances = u.instances.saturating_add(n);
     }
-}
-
-impl Quota {
-    /// The first bound `usage` exceeds, worded for the user: `memory: 96Mi requested, quota 64Mi`.
-    pub fn exceeded_by(&self, usage: Usage) -> Option<String> {
-        use edge_proto::quantity::{format_cpu, format_memory};
-        if let Some(q) = self.cpu_millis.filter(|q| usage.cpu_millis > *q) {
-            let fmt = |v: u64| format_cpu(v.min(u32::MAX as u64) as u32);
-            return Some(format!("cpu: {} requested in total, quota {}", fmt(usage.cpu_millis), fmt(q)));
-        }
-        if let Some(q) = self.memory_bytes.filter(|q| usage.memory_bytes > *q) {
-            return Some(format!(
-                "memory: {} requested in total, quota {}",
-                format_memory(usage.memory_bytes),
-                format_memory(q)
-            ));
-        }
-        if let Some(q) = self.instances.filter(|q| usage.instances > *q) {
-            return Some(format!("instances: {} requested in total, quota {q}", usage.instances));
-        }
-        None
-    }
+    u
 }
 
 #[cfg(test)]
@@ -279,18 +269,18 @@ mod tests {
     #[test]
     fn quotas_name_the_bound_and_the_amounts() {
         let q = Quota { cpu_millis: Some(1000), memory_bytes: Some(64 << 20), instances: Some(3) };
-        let ok = Usage::of([&spec(2, 250, 32 << 20)]);
+        let ok = usage_of([&spec(2, 250, 32 << 20)]);
         assert_eq!(q.exceeded_by(ok), None);
-        let mem = Usage::of([&spec(2, 250, 32 << 20), &spec(1, 100, 1 << 20)]);
+        let mem = usage_of([&spec(2, 250, 32 << 20), &spec(1, 100, 1 << 20)]);
         assert_eq!(q.exceeded_by(mem).as_deref(), Some("memory: 65Mi requested in total, quota 64Mi"));
         assert_eq!(
-            q.exceeded_by(Usage::of([&spec(3, 500, 1)])).as_deref(),
+            q.exceeded_by(usage_of([&spec(3, 500, 1)])).as_deref(),
             Some("cpu: 1500m requested in total, quota 1")
         );
         assert_eq!(
-            q.exceeded_by(Usage::of([&spec(4, 1, 1)])).as_deref(),
+            q.exceeded_by(usage_of([&spec(4, 1, 1)])).as_deref(),
             Some("instances: 4 requested in total, quota 3")
         );
-        assert_eq!(Quota::default().exceeded_by(Usage::of([&spec(1000, 1000, 1 << 40)])), None);
+        assert_eq!(Quota::default().exceeded_by(usage_of([&spec(1000, 1000, 1 << 40)])), None);
     }
 }

@@ -7,11 +7,15 @@
 //! broker's port is plainly unreachable a bare TCP probe about once a second cuts the wait short (as agents do,
 //! see `edge_agent::session`), so the controller is back within a second or so of its broker.
 //!
-//! With the embedded broker, [`run_link`] does the same over rumqttd's in-process link (no socket, no reconnects).
-//! Local links publish at QoS 0; specs stay retained, and every hello gets its node's spec again, so a spec lost
-//! on an agent's broken connection is delivered again when it reconnects.
+//! With the embedded broker, [`run_link`] does the same over rumqttd's in-process link (no socket). Local links
+//! publish at QoS 0; specs stay retained, and every hello gets its node's spec again, so a spec lost on an
+//! agent's broken connection is delivered again when it reconnects. A link that closes (for any reason: the
+//! router dropped it, a client took over its id) is replaced by a new one with a fresh random client id.
+//!
+//! Both report the link's state on a watch channel (`/healthz` answers 503 while it is down), and hand
+//! incoming messages to the cluster's owner, awaiting room in its queue (backpressure, never a blocked thread).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use edge_proto::backoff::Backoff;
@@ -23,7 +27,12 @@ use rumqttd::Notification;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
-use crate::cluster::{Cluster, Publish};
+use crate::broker::EmbeddedBroker;
+use crate::cluster::Publish;
+use crate::owner::ClusterHandle;
+
+/// Whether the controller has its broker link, and if not, why.
+pub type LinkState = watch::Sender<Result<(), String>>;
 
 /// Opens the client; nothing is sent until [`run_event_loop`] polls.
 pub fn connect(host: &str, port: u16, client_id: &str) -> (AsyncClient, EventLoop) {
@@ -46,7 +55,8 @@ pub async fn run_event_loop(
     client: AsyncClient,
     topics: Topics,
     broker: (String, u16),
-    cluster: Arc<Mutex<Cluster>>,
+    cluster: ClusterHandle,
+    link: LinkState,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::default();
@@ -64,16 +74,20 @@ pub async fn run_event_loop(
                         tracing::error!(error = %e, "cannot queue a subscription");
                     }
                 }
-                lock(&cluster).republish_all();
+                let _ = link.send(Ok(()));
+                let _ = cluster.call(|c| c.republish_all()).await;
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = p.topic.as_str();
                 if let Some((node, channel)) = topics.parse(topic) {
-                    lock(&cluster).on_uplink(node, channel, &p.payload);
+                    if cluster.uplink(node, channel, p.payload.clone()).await.is_err() {
+                        break;
+                    }
                 }
             }
             Ok(_) => {}
             Err(e) => {
+                let _ = link.send(Err(e.to_string()));
                 let delay = backoff.next_delay(rand::random());
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost");
                 let deadline = tokio::time::Instant::now() + delay;
@@ -106,57 +120,95 @@ pub async fn run_publisher(client: AsyncClient, mut outgoing: UnboundedReceiver<
     }
 }
 
-/// The controller's traffic over the embedded broker's in-process link, until shutdown.
+/// The controller's traffic over the embedded broker's in-process links, until shutdown: a link that closes is
+/// replaced (after a short pause), re-subscribed, and every spec re-published.
 pub async fn run_link(
-    mut tx: LinkTx,
-    mut rx: LinkRx,
+    broker: Arc<EmbeddedBroker>,
     topics: Topics,
-    cluster: Arc<Mutex<Cluster>>,
+    cluster: ClusterHandle,
     mut outgoing: UnboundedReceiver<Publish>,
+    link: LinkState,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    for channel in Channel::UPLINK {
-        if let Err(e) = tx.subscribe(topics.all_nodes(channel)) {
-            tracing::error!(error = %e, "cannot subscribe on the embedded broker");
+    let mut backoff = Backoff::default();
+    loop {
+        // A fresh, unguessable client id every time: a client that connects with the id of a link closes it.
+        let id = format!("edge-controller-{:032x}", rand::random::<u128>());
+        match broker.link(&id) {
+            Ok((tx, rx)) => match serve_link(tx, rx, &topics, &cluster, &mut outgoing, &link, &mut shutdown).await {
+                LinkEnd::Shutdown => return,
+                LinkEnd::Lost(why) => {
+                    tracing::error!(reason = %why, "the embedded broker's link closed; opening a new one");
+                    let _ = link.send(Err(why));
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open a link to the embedded broker");
+                let _ = link.send(Err(e.to_string()));
+            }
+        }
+        // Short: the broker is in this process, a new link is normally granted at once.
+        let delay = backoff.next_delay(rand::random()).min(Duration::from_secs(2));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
         }
     }
-    lock(&cluster).republish_all();
+}
+
+enum LinkEnd {
+    Shutdown,
+    Lost(String),
+}
+
+async fn serve_link(
+    mut tx: LinkTx,
+    mut rx: LinkRx,
+    topics: &Topics,
+    cluster: &ClusterHandle,
+    outgoing: &mut UnboundedReceiver<Publish>,
+    link: &LinkState,
+    shutdown: &mut watch::Receiver<bool>,
+) -> LinkEnd {
+    for channel in Channel::UPLINK {
+        if let Err(e) = tx.subscribe(topics.all_nodes(channel)) {
+            return LinkEnd::Lost(format!("cannot subscribe on the embedded broker: {e}"));
+        }
+    }
+    let _ = link.send(Ok(()));
+    if cluster.call(|c| c.republish_all()).await.is_err() {
+        return LinkEnd::Shutdown;
+    }
     loop {
         tokio::select! {
             n = rx.next() => match n {
                 Ok(Some(Notification::Forward(f))) => {
                     let Ok(topic) = std::str::from_utf8(&f.publish.topic) else { continue };
                     if let Some((node, channel)) = topics.parse(topic) {
-                        lock(&cluster).on_uplink(node, channel, &f.publish.payload);
+                        if cluster.uplink(node, channel, f.publish.payload.clone()).await.is_err() {
+                            return LinkEnd::Shutdown;
+                        }
                     }
                 }
                 // The router pauses a link whose queue is full; ask for the rest.
                 Ok(Some(Notification::Unschedule)) => {
-                    if rx.wake().await.is_err() {
-                        break;
+                    if let Err(e) = rx.wake().await {
+                        return LinkEnd::Lost(e.to_string());
                     }
                 }
+                Ok(Some(Notification::Disconnect(..))) => return LinkEnd::Lost("disconnected by the broker".into()),
                 Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "the embedded broker's link closed");
-                    break;
-                }
+                Err(e) => return LinkEnd::Lost(e.to_string()),
             },
             p = outgoing.recv() => {
-                let Some(p) = p else { break };
+                let Some(p) = p else { return LinkEnd::Shutdown };
                 let publish = LinkPublish::new(bytes::Bytes::from(p.topic), bytes::Bytes::from(p.payload), p.retain);
                 if let Err(e) = tx.send(LinkPacket::Publish(publish, None)).await {
-                    tracing::error!(error = %e, "cannot publish on the embedded broker");
-                    break;
+                    return LinkEnd::Lost(format!("cannot publish on the embedded broker: {e}"));
                 }
             }
             // The guard `wait_for` returns must not live across the other branches' awaits (it is not Send).
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return LinkEnd::Shutdown,
         }
     }
-}
-
-fn lock(cluster: &Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {
-    // A panic while holding the lock would be a bug; keep serving with the state as it is rather than dying.
-    cluster.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use edge_proto::Topics;
@@ -46,9 +46,9 @@ impl ControllerConfig {
             api_listen,
             broker,
             prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
-            node_timeout: Duration::from_secs(6),
-            reschedule_after: Duration::from_secs(30),
-            min_ready: Duration::from_secs(3),
+            node_timeout: edge_proto::timing::NODE_TIMEOUT,
+            reschedule_after: edge_proto::timing::RESCHEDULE_AFTER,
+            min_ready: edge_proto::timing::MIN_READY,
         }
     }
 }
@@ -63,6 +63,8 @@ pub enum ControllerError {
     ApiBind { addr: SocketAddr, source: std::io::Error },
     #[error("invalid broker URL {url:?}: expected mqtt://HOST:PORT")]
     BrokerUrl { url: String },
+    #[error("cannot start the cluster's owner thread: {0}")]
+    Owner(String),
 }
 
 /// A running controller. Dropping it without [`Running::shutdown`] leaves its tasks running.
@@ -75,7 +77,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops the API, the MQTT connection and the control loop, and closes the store.
+    /// Stops the API, the MQTT connection and the cluster's owner, and closes the store.
     /// (An embedded broker keeps running until the process exits: rumqttd cannot be stopped.)
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -92,14 +94,14 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16), ControllerError> {
 
 pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError> {
     let store = Store::open(&config.data_dir)?;
-    let (mqtt, link) = match &config.broker {
+    let (mqtt, embedded) = match &config.broker {
         BrokerMode::Embedded(listen) => {
             let listen = *listen;
-            let link = tokio::task::spawn_blocking(move || broker::start_embedded(listen))
+            let broker = tokio::task::spawn_blocking(move || broker::start_embedded(listen))
                 .await
                 .map_err(|e| BrokerError::Start(e.to_string()))??;
             let host = if listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { listen.ip().to_string() };
-            ((host, listen.port()), Some(link))
+            ((host, listen.port()), Some(Arc::new(broker)))
         }
         BrokerMode::External { host, port } => ((host.clone(), *port), None),
     };
@@ -111,7 +113,7 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
 
     let topics = Topics::new(&config.prefix);
     let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
-    let cluster = Arc::new(Mutex::new(Cluster::load(
+    let mut cluster = Cluster::load(
         store,
         topics.clone(),
         Timing {
@@ -120,21 +122,26 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
             min_ready: config.min_ready,
         },
         publish_tx,
-    )?));
+    )?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-
     let mut tasks = Vec::new();
-    // The artifact builder ends when the cluster (holding the only job sender) is dropped.
+
+    // The artifact builder reports on `built_tx`; it ends when the cluster (holding the only job sender) ends.
     let (jobs_tx, jobs_rx) = tokio::sync::mpsc::unbounded_channel();
-    cluster.lock().unwrap_or_else(|e| e.into_inner()).set_artifact_builder(jobs_tx);
-    tasks.push(tokio::spawn(crate::artifacts::run_builder(Arc::downgrade(&cluster), jobs_rx)));
-    let publisher = match link {
-        Some((link_tx, link_rx)) => tokio::spawn(crate::mqtt::run_link(
-            link_tx,
-            link_rx,
+    let (built_tx, built_rx) = tokio::sync::mpsc::unbounded_channel();
+    cluster.set_artifact_builder(jobs_tx);
+    tasks.push(tokio::spawn(crate::artifacts::run_builder(jobs_rx, built_tx)));
+    let (handle, owner) = crate::owner::spawn(cluster, built_rx, TICK, shutdown_rx.clone())
+        .map_err(|e| ControllerError::Owner(e.to_string()))?;
+
+    let (link_tx, link_rx) = watch::channel(Err("not connected to the MQTT broker yet".to_string()));
+    let publisher = match embedded {
+        Some(broker) => tokio::spawn(crate::mqtt::run_link(
+            broker,
             topics,
-            cluster.clone(),
+            handle.clone(),
             publish_rx,
+            link_tx,
             shutdown_rx.clone(),
         )),
         None => {
@@ -145,32 +152,15 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
                 client.clone(),
                 topics,
                 mqtt.clone(),
-                cluster.clone(),
+                handle.clone(),
+                link_tx,
                 shutdown_rx.clone(),
             )));
             tokio::spawn(crate::mqtt::run_publisher(client, publish_rx))
         }
     };
 
-    // The control loop: a cheap periodic check notices silent and lost nodes and runs a pass when readiness
-    // changed (every other change runs its pass where it happens).
-    let ticker_cluster = cluster.clone();
-    let mut ticker_shutdown = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut interval = tokio::time::interval(TICK);
-        loop {
-            tokio::select! {
-                _ = interval.tick() => {}
-                _ = ticker_shutdown.wait_for(|s| *s) => break,
-            }
-            let mut c = ticker_cluster.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = c.tick() {
-                tracing::error!(error = %e, "control loop pass failed");
-            }
-        }
-    }));
-
-    let app = crate::api::routes::router(cluster.clone());
+    let app = crate::api::routes::router(crate::api::routes::Shared { cluster: handle, link: link_rx });
     let mut api_shutdown = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -180,9 +170,9 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
             tracing::error!(error = %e, "API server failed");
         }
     }));
-    // The publisher ends when the cluster (the last sender) is dropped, after every other task stopped.
-    drop(cluster);
+    // The owner thread ends on shutdown, dropping the cluster and with it the publisher's only sender.
     tasks.push(tokio::spawn(async move {
+        let _ = tokio::task::spawn_blocking(move || owner.join()).await;
         let _ = publisher.await;
     }));
     tracing::info!(api = %api_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), "controller started");

@@ -1,7 +1,9 @@
 //! The controller's state store: one redb file, `{data}/controller.redb`. This module is its only owner.
 //!
 //! Tables (keys are UTF-8 strings, values bytes):
-//! - `meta`: `schema_version` → u32 little-endian ([`SCHEMA_VERSION`]).
+//! - `meta`: `schema_version` → u32 little-endian ([`SCHEMA_VERSION`]); `issuer` → u64 little-endian, random and
+//!   never 0, made when the store is created: the issuer of every node spec this store numbers (see
+//!   `edge_proto::NodeSpec`), so generations from another store are never compared with ours.
 //! - `workloads`: `namespace/name` → JSON [`WorkloadRecord`] (its instances and their placements included).
 //! - `nodes`: node name → JSON [`NodeRecord`] (with the generation of the last spec published to it).
 //! - `modules`: sha256 hex → JSON [`ModuleRecord`]; `module_blobs`: sha256 hex → the module's bytes.
@@ -18,8 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::artifacts::ArtifactRecord;
-use crate::model::{ModuleRecord, NamespaceRecord, NodeRecord, WorkloadRecord};
+use crate::model::{ArtifactRecord, ModuleRecord, NamespaceRecord, NodeRecord, WorkloadRecord};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const WORKLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("workloads");
@@ -60,6 +61,7 @@ pub enum Change<'a> {
 
 pub struct Store {
     db: Database,
+    issuer: u64,
 }
 
 impl Store {
@@ -82,6 +84,14 @@ impl Store {
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => return Err(StoreError::Schema { found }),
             }
+            let issuer = match meta.get("issuer").map_err(db_err)? {
+                Some(v) => v.value().try_into().map(u64::from_le_bytes).unwrap_or(0),
+                None => 0,
+            };
+            if issuer == 0 {
+                let fresh = rand::random::<u64>().max(1);
+                meta.insert("issuer", fresh.to_le_bytes().as_slice()).map_err(db_err)?;
+            }
             // Create every table up front so readers never meet a missing one.
             txn.open_table(WORKLOADS).map_err(db_err)?;
             txn.open_table(NODES).map_err(db_err)?;
@@ -92,7 +102,18 @@ impl Store {
             txn.open_table(ARTIFACT_BLOBS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Store { db })
+        let issuer = {
+            let txn = db.begin_read().map_err(db_err)?;
+            let meta = txn.open_table(META).map_err(db_err)?;
+            let value = meta.get("issuer").map_err(db_err)?;
+            value.and_then(|v| v.value().try_into().ok()).map(u64::from_le_bytes).unwrap_or(1)
+        };
+        Ok(Store { db, issuer })
+    }
+
+    /// This store's issuer id (see the module doc).
+    pub fn issuer(&self) -> u64 {
+        self.issuer
     }
 
     pub fn load_workloads(&self) -> Result<Vec<WorkloadRecord>, StoreError> {

@@ -9,11 +9,17 @@
 //! - [`broker`]: broker URLs (`mqtt://HOST:PORT`) as users write them.
 //! - [`quantity`]: Kubernetes-style CPU and memory quantities (`250m`, `64Mi`).
 //! - [`backoff`]: the jittered reconnect back-off both MQTT clients use.
+//! - [`timing`]: timing defaults (heartbeat, node timeout, …) defined once for every binary.
 //! - [`name`]: validation of the names that end up in topics and on disk (nodes, workloads, namespaces).
 //!
-//! **Wire invariant:** payloads are postcard-encoded [`envelope::Envelope`]s. Adding a variant at the end of an
-//! enum is compatible; reordering or removing fields is not and needs a new [`envelope::PROTOCOL_VERSION`].
-//! Golden byte vectors in the tests pin the format.
+//! - [`v3`]: protocol 3's message shapes, frozen, so a controller serves agents one version behind.
+//!
+//! **Wire invariant:** payloads are postcard-encoded [`envelope::Envelope`]s, and postcard is not
+//! self-describing: a struct's fields are read in order with no names or lengths, and an enum variant by its
+//! index. So adding, removing or reordering a field is incompatible, and even a variant appended at the end of
+//! an enum is compatible only with peers that never receive it (an older decoder refuses an index it does not
+//! know). Any such change needs a new [`envelope::PROTOCOL_VERSION`], with the previous version's shapes kept
+//! (today [`v3`]) so one version of skew is served. Golden byte vectors in the tests pin both versions.
 #![no_std]
 
 extern crate alloc;
@@ -24,14 +30,16 @@ pub mod envelope;
 pub mod message;
 pub mod name;
 pub mod quantity;
+pub mod timing;
 pub mod topic;
+pub mod v3;
 
 pub use broker::{parse_broker_url, BadBrokerUrl};
-pub use envelope::{decode, encode, DecodeError, Envelope, PROTOCOL_VERSION};
+pub use envelope::{decode, encode, encode_for, DecodeError, Envelope, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use message::{
-    EngineProfile, EngineTarget, Event, EventKind, Heartbeat, Hello, InstanceSpec, InstanceState, InstanceStatus,
-    LogLine, LogStream, Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Outage, Resources,
-    RestartPolicy, Sha256, VolumeSpec,
+    EngineProfile, EngineTarget, Event, EventKind, EventsAck, Heartbeat, Hello, InstanceSpec, InstanceState,
+    InstanceStatus, LogLine, LogStream, Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Outage,
+    Resources, RestartPolicy, Sha256, VolumeSpec,
 };
 pub use name::{validate_name, NameError};
 pub use topic::{Channel, Topics};

@@ -14,6 +14,17 @@ use serde::{Deserialize, Serialize};
 /// A module's content address: the sha256 of its bytes.
 pub type Sha256 = [u8; 32];
 
+impl NodeSpec {
+    /// Whether an agent that runs `current` should apply `self`: another issuer, or a newer generation of the
+    /// same one. Pure comparison: nothing here can overflow, whatever the wire said.
+    pub fn supersedes(&self, current: Option<&NodeSpec>) -> bool {
+        match current {
+            None => true,
+            Some(c) => self.issuer != c.issuer || self.generation > c.generation,
+        }
+    }
+}
+
 /// Every message body, tagged by variant index on the wire (append new variants at the end only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -25,9 +36,9 @@ pub enum Message {
     ModuleRequest(ModuleRequest),
     ModuleReply(ModuleReply),
     Status(NodeStatus),
-    /// The controller has applied (and persisted) every event of this node up to and including this sequence
-    /// number; the agent may forget them. Sent after every `Events` batch, duplicates included.
-    EventsAck(u64),
+    /// The controller has applied (and persisted) every event of this node's store up to and including a
+    /// sequence number; the agent may forget them. Sent after every `Events` batch, duplicates included.
+    EventsAck(EventsAck),
     /// The controller hears this node's heartbeats but never got its `Hello` (a broker under load may drop it):
     /// the agent sends its `Hello` again. Sent on the `ack` channel, at most every few seconds per node.
     HelloRequest,
@@ -156,6 +167,18 @@ pub struct Heartbeat {
     pub oldest_unacked_seq: u64,
     /// The agent's last period without a broker connection, once it has ended.
     pub last_outage: Option<Outage>,
+    /// The agent store's id (as in [`Hello::store_id`]): sequence numbers are only comparable within one store,
+    /// so a controller that missed the `Hello` of a reset store does not take its new, low numbers for
+    /// duplicates. 0 from a protocol 3 peer, which did not send it.
+    pub store_id: u64,
+}
+
+/// The acknowledgement of a node's events: every event of store `store_id` numbered up to `up_to` is applied
+/// and persisted. An agent ignores an acknowledgement for another store (its store was reset since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsAck {
+    pub store_id: u64,
+    pub up_to: u64,
 }
 
 /// A period during which the agent had no broker connection, and what it buffered meanwhile.
@@ -210,9 +233,17 @@ pub struct InstanceStatus {
     pub reason: Option<String>,
 }
 
-/// The whole desired state of one node. Agents apply only a newer `generation` than the one they persisted.
+/// The whole desired state of one node.
+///
+/// Generations are ordered only within one `issuer` (the id of the controller store that numbered them): an
+/// agent applies a spec whose issuer differs from the one it persisted, or whose generation is newer than the
+/// persisted one. So a controller never needs to adopt a generation it did not publish (a replaced store starts
+/// again from 1 under a new issuer), and a forged generation of `u64::MAX` pins nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeSpec {
+    /// Random, fixed when the controller's store is created; never 0 from a protocol 4 controller (0 means a
+    /// protocol 3 document, which had no issuer).
+    pub issuer: u64,
     pub generation: u64,
     pub instances: Vec<InstanceSpec>,
 }

@@ -90,6 +90,28 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     Ok((v * mult as f64 + 0.5) as u64)
 }
 
+/// Parses a duration flag (`500ms`, `2s`, `1m`, `1h`, or bare seconds): the one syntax of every duration flag on
+/// every binary.
+pub fn parse_duration(s: &str) -> Result<core::time::Duration, String> {
+    parse_duration_ms(s).map(core::time::Duration::from_millis)
+}
+
+/// Formats a duration the way [`parse_duration`] reads it (`500ms`, `2s`, `90s`, `5m`, `1h`).
+pub fn format_duration(d: core::time::Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) || ms == 0 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
 /// Parses a volume declaration `NAME:SIZE` (e.g. `data:64Mi`); the name must be a valid name (it becomes the
 /// guest path `/NAME` and a directory on the node).
 pub fn parse_volume(s: &str) -> Result<crate::VolumeSpec, String> {
@@ -105,6 +127,22 @@ pub fn parse_volume(s: &str) -> Result<crate::VolumeSpec, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duration_flags_share_one_syntax() {
+        use core::time::Duration;
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("-1s").is_err());
+        for d in [Duration::from_millis(500), Duration::from_secs(2), Duration::from_secs(60), Duration::from_secs(90)]
+        {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
 
     #[test]
     fn durations_and_volumes() {

@@ -1,9 +1,14 @@
-//! The HTTP/JSON API, the only entry point for users and `edgectl`.
+//! The HTTP/JSON API, the only entry point for users and `edgectl`. The boundary: below `api/` nothing knows
+//! about HTTP or JSON; the JSON shapes are the `edge-api` crate, shared with clients.
 //!
-//! - [`types`]: the JSON shapes (shared with `edgectl`).
+//! - [`types`]: the JSON shapes, crate `edge-api` (shared with `edgectl`).
+//! - [`admission`]: a `DeployRequest` becomes a validated `WorkloadSpec` (pure).
+//! - [`views`]: the cluster's state as those shapes.
 //! - [`routes`]: the axum router and its handlers.
 //! - [`error`]: how failures become HTTP statuses.
 
+pub mod admission;
 pub mod error;
 pub mod routes;
-pub mod types;
+pub mod views;
+pub use edge_api as types;

@@ -1,8 +1,9 @@
-//! The axum router. Handlers lock the cluster briefly (never across an await) and map errors to JSON.
+//! The axum router. Handlers do the work that needs no state (decoding, validating and hashing an upload) on
+//! their own task, then hand one call to the cluster's owner (`crate::owner`) and map its errors to JSON.
 //!
 //! | method + path                                   | what                                          |
 //! |-------------------------------------------------|-----------------------------------------------|
-//! | `GET /healthz`                                  | liveness                                      |
+//! | `GET /healthz`                                  | 200 `ok`, or 503 naming what is down (broker link) |
 //! | `GET /v1/stats`                                 | `StatsView`: counts of nodes, messages handled |
 //! | `POST /v1/modules` (body: wasm bytes)           | validate and store a module → `ModuleView`    |
 //! | `GET /v1/modules`, `GET /v1/modules/{sha256}`   | list / one                                    |
@@ -18,7 +19,7 @@
 //! | `GET /v1/namespaces/{ns}/workloads/{name}/events` | recent lifecycle events, one line each     |
 //! | `POST /v1/namespaces/{ns}/workloads/{name}/undo[?to_revision=N]` | roll back → `WorkloadView`  |
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
@@ -27,23 +28,34 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
-
-use super::error::ApiError;
-use super::types::{
+use edge_api::{
     DeployRequest, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView, NodeDetail, NodeView,
     StatsView, WorkloadView,
 };
-use crate::cluster::Cluster;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::admission::admit;
+use super::error::ApiError;
+use crate::cluster::{Cluster, ClusterError};
+use crate::owner::ClusterHandle;
+use crate::validate::validate_module;
 
 /// Largest module accepted by `POST /v1/modules`.
 pub const MAX_MODULE_BYTES: usize = 64 * 1024 * 1024;
 
-type Shared = Arc<Mutex<Cluster>>;
+/// What the handlers share: the way to the cluster, and whether the controller has its broker link.
+#[derive(Clone)]
+pub struct Shared {
+    pub cluster: ClusterHandle,
+    /// `Ok` while the controller's MQTT link is up; otherwise why not.
+    pub link: watch::Receiver<Result<(), String>>,
+}
 
-pub fn router(cluster: Shared) -> Router {
+pub fn router(shared: Shared) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/v1/stats", get(stats))
         .route("/v1/modules", post(upload_module).get(list_modules))
         .route("/v1/modules/{sha}", get(get_module))
@@ -61,71 +73,114 @@ pub fn router(cluster: Shared) -> Router {
         .route("/v1/namespaces/{ns}/workloads/{name}/events", get(workload_events))
         .route("/v1/namespaces/{ns}/workloads/{name}/undo", post(undo))
         .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES))
-        .with_state(cluster)
+        .with_state(shared)
 }
 
-fn lock(cluster: &Shared) -> MutexGuard<'_, Cluster> {
-    cluster.lock().unwrap_or_else(|e| e.into_inner())
+/// Runs `f` on the cluster's owner.
+async fn call<R: Send + 'static>(
+    s: &Shared,
+    f: impl FnOnce(&mut Cluster) -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    s.cluster.call(f).await.map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
-async fn upload_module(State(c): State<Shared>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    let (view, created) = lock(&c).upload_module(&body)?;
+async fn healthz(State(s): State<Shared>) -> impl IntoResponse {
+    match &*s.link.borrow() {
+        Ok(()) => (StatusCode::OK, "ok".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("no broker link: {why}")),
+    }
+}
+
+async fn upload_module(State(s): State<Shared>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    // Validation and hashing are CPU work on this request's own thread, never on the owner.
+    let (sha, bytes) = tokio::task::spawn_blocking(move || {
+        validate_module(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok::<_, ApiError>((hex::encode(Sha256::digest(&body)), Arc::new(body.to_vec())))
+    })
+    .await
+    .map_err(|e| ApiError::BadRequest(format!("module validation failed: {e}")))??;
+    let (view, created) = call(&s, move |c| {
+        let created = c.put_module(sha.clone(), bytes)?;
+        Ok::<_, ClusterError>((c.module_view(&sha), created))
+    })
+    .await??;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)))
 }
 
-async fn list_modules(State(c): State<Shared>) -> Json<Vec<ModuleView>> {
-    Json(lock(&c).modules())
+async fn list_modules(State(s): State<Shared>) -> Result<Json<Vec<ModuleView>>, ApiError> {
+    Ok(Json(call(&s, |c| c.modules_view()).await?))
 }
 
-async fn get_module(State(c): State<Shared>, Path(sha): Path<String>) -> Result<Json<ModuleView>, ApiError> {
-    lock(&c).module(&sha).map(Json).ok_or_else(|| ApiError::NotFound(format!("module {sha} not found")))
+async fn get_module(State(s): State<Shared>, Path(sha): Path<String>) -> Result<Json<ModuleView>, ApiError> {
+    let key = sha.to_ascii_lowercase();
+    call(&s, move |c| c.module(&key))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("module {sha} not found")))
 }
 
-async fn list_nodes(State(c): State<Shared>) -> Json<Vec<NodeView>> {
-    Json(lock(&c).nodes())
+async fn list_nodes(State(s): State<Shared>) -> Result<Json<Vec<NodeView>>, ApiError> {
+    Ok(Json(call(&s, |c| c.nodes_view()).await?))
 }
 
-async fn get_node(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeDetail>, ApiError> {
-    lock(&c).node_detail(&name).map(Json)
+async fn get_node(State(s): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeDetail>, ApiError> {
+    Ok(Json(call(&s, move |c| c.node_detail(&name)).await??))
 }
 
-async fn stats(State(c): State<Shared>) -> Json<StatsView> {
-    Json(lock(&c).stats())
+async fn stats(State(s): State<Shared>) -> Result<Json<StatsView>, ApiError> {
+    Ok(Json(call(&s, |c| c.stats()).await?))
 }
 
-async fn list_namespaces(State(c): State<Shared>) -> Json<Vec<NamespaceView>> {
-    Json(lock(&c).namespaces())
+async fn list_namespaces(State(s): State<Shared>) -> Result<Json<Vec<NamespaceView>>, ApiError> {
+    Ok(Json(call(&s, |c| c.namespaces_view()).await?))
 }
 
 async fn put_namespace(
-    State(c): State<Shared>,
+    State(s): State<Shared>,
     Path(ns): Path<String>,
     body: Result<Json<NamespaceRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid namespace request: {}", e.body_text())))?;
-    let (view, created) = lock(&c).put_namespace(&ns, req.quota)?;
+    let (view, created) = call(&s, move |c| {
+        let created = c.put_namespace(&ns, req.quota)?;
+        Ok::<_, ClusterError>((c.namespace_view(&ns), created))
+    })
+    .await??;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)))
 }
 
-async fn cordon(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
-    lock(&c).cordon(&name, true).map(Json)
+async fn node_op(
+    s: &Shared,
+    name: String,
+    op: impl FnOnce(&mut Cluster, &str) -> Result<(), ClusterError> + Send + 'static,
+) -> Result<Json<NodeView>, ApiError> {
+    let view = call(s, move |c| {
+        op(c, &name)?;
+        c.node_view(&name)
+    })
+    .await??;
+    Ok(Json(view))
 }
 
-async fn uncordon(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
-    lock(&c).cordon(&name, false).map(Json)
+async fn cordon(State(s): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
+    node_op(&s, name, |c, n| c.cordon(n, true)).await
 }
 
-async fn drain(State(c): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
-    lock(&c).drain(&name).map(Json)
+async fn uncordon(State(s): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
+    node_op(&s, name, |c, n| c.cordon(n, false)).await
+}
+
+async fn drain(State(s): State<Shared>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
+    node_op(&s, name, |c, n| c.drain(n)).await
 }
 
 async fn label(
-    State(c): State<Shared>,
+    State(s): State<Shared>,
     Path(name): Path<String>,
     body: Result<Json<LabelRequest>, JsonRejection>,
 ) -> Result<Json<NodeView>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid label request: {}", e.body_text())))?;
-    lock(&c).label(&name, req.set, req.remove).map(Json)
+    node_op(&s, name, move |c, n| c.label(n, req.set, req.remove)).await
 }
 
 #[derive(Deserialize)]
@@ -133,38 +188,48 @@ struct NamespaceQuery {
     namespace: Option<String>,
 }
 
-async fn list_workloads(State(c): State<Shared>, Query(q): Query<NamespaceQuery>) -> Json<Vec<WorkloadView>> {
-    Json(lock(&c).workloads(q.namespace.as_deref()))
+async fn list_workloads(
+    State(s): State<Shared>,
+    Query(q): Query<NamespaceQuery>,
+) -> Result<Json<Vec<WorkloadView>>, ApiError> {
+    Ok(Json(call(&s, move |c| c.workloads_view(q.namespace.as_deref())).await??))
 }
 
 async fn deploy(
-    State(c): State<Shared>,
+    State(s): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<Json<WorkloadView>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid deploy request: {}", e.body_text())))?;
-    lock(&c).deploy(&ns, &name, req).map(Json)
+    let spec = admit(req)?;
+    let view = call(&s, move |c| {
+        c.deploy(&ns, &name, spec)?;
+        c.workload(&ns, &name)
+    })
+    .await??;
+    Ok(Json(view))
 }
 
 async fn get_workload(
-    State(c): State<Shared>,
+    State(s): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<WorkloadView>, ApiError> {
-    lock(&c).workload(&ns, &name).map(Json)
+    Ok(Json(call(&s, move |c| c.workload(&ns, &name)).await??))
 }
 
 async fn delete_workload(
-    State(c): State<Shared>,
+    State(s): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    lock(&c).delete(&ns, &name).map(|()| StatusCode::NO_CONTENT)
+    call(&s, move |c| c.delete(&ns, &name)).await??;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn workload_events(
-    State(c): State<Shared>,
+    State(s): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    lock(&c).workload_events(&ns, &name).map(Json)
+    Ok(Json(call(&s, move |c| c.workload_events(&ns, &name)).await??))
 }
 
 #[derive(Deserialize)]
@@ -173,11 +238,16 @@ struct UndoQuery {
 }
 
 async fn undo(
-    State(c): State<Shared>,
+    State(s): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<UndoQuery>,
 ) -> Result<Json<WorkloadView>, ApiError> {
-    lock(&c).rollout_undo(&ns, &name, q.to_revision).map(Json)
+    let view = call(&s, move |c| {
+        c.rollout_undo(&ns, &name, q.to_revision)?;
+        c.workload(&ns, &name)
+    })
+    .await??;
+    Ok(Json(view))
 }
 
 #[derive(Deserialize)]
@@ -188,9 +258,10 @@ struct LogsQuery {
 }
 
 async fn logs(
-    State(c): State<Shared>,
+    State(s): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Json<LogsResponse>, ApiError> {
-    lock(&c).logs(&ns, &name, q.since, q.limit.unwrap_or(1_000).min(10_000)).map(Json)
+    let limit = q.limit.unwrap_or(1_000).min(10_000);
+    Ok(Json(call(&s, move |c| c.logs(&ns, &name, q.since, limit)).await??))
 }

@@ -1,4 +1,8 @@
-//! JSON shapes of the HTTP API, shared with `edgectl`. Later versions add fields; they never rename these.
+//! `edge-api`: the JSON shapes of the controller's HTTP API, the contract between the controller and `edgectl`
+//! (or any other client). Serde types only: no HTTP, no I/O, no controller internals.
+//!
+//! **Compatibility promise:** later versions add fields (with serde defaults); they never rename or remove
+//! these, so an older `edgectl` keeps working against a newer controller.
 
 use std::collections::BTreeMap;
 
@@ -72,6 +76,10 @@ pub struct InstanceView {
     pub exit_code: Option<i32>,
     /// Why it is Pending, Failed or crash-looping.
     pub reason: Option<String>,
+    /// Ready: it has been Running for the controller's min-ready time without restarting since (or it
+    /// Succeeded). A crash-looping instance is never ready, however often it is briefly Running.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,7 +106,9 @@ pub struct WorkloadView {
 /// Where a workload's rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutView {
-    /// `complete`, `progressing` or `halted`.
+    /// `complete` (every replica of the current revision ready), `progressing`, `halted` (a new revision
+    /// failed; the old replicas serve) or `degraded` (no rollout under way, but replicas of the current revision
+    /// crash-loop or failed; `reason` names one).
     pub state: String,
     pub reason: Option<String>,
     /// Instances of the current revision, and of those how many are ready.
@@ -254,7 +264,43 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-pub use crate::model::{Quota, Usage};
+/// Upper bounds on the sum of a namespace's requests (replicas × per-replica request); `None`: unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub instances: Option<u64>,
+}
+
+/// What a namespace's workloads request in total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub instances: u64,
+}
+
+impl Quota {
+    /// The first bound `usage` exceeds, worded for the user: `memory: 96Mi requested, quota 64Mi`.
+    pub fn exceeded_by(&self, usage: Usage) -> Option<String> {
+        use edge_proto::quantity::{format_cpu, format_memory};
+        if let Some(q) = self.cpu_millis.filter(|q| usage.cpu_millis > *q) {
+            let fmt = |v: u64| format_cpu(v.min(u32::MAX as u64) as u32);
+            return Some(format!("cpu: {} requested in total, quota {}", fmt(usage.cpu_millis), fmt(q)));
+        }
+        if let Some(q) = self.memory_bytes.filter(|q| usage.memory_bytes > *q) {
+            return Some(format!(
+                "memory: {} requested in total, quota {}",
+                format_memory(usage.memory_bytes),
+                format_memory(q)
+            ));
+        }
+        if let Some(q) = self.instances.filter(|q| usage.instances > *q) {
+            return Some(format!("instances: {} requested in total, quota {q}", usage.instances));
+        }
+        None
+    }
+}
 
 /// Body of `PUT /v1/namespaces/{ns}` (create, or replace the quota of an existing one).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -283,4 +329,7 @@ pub struct StatsView {
     pub hellos: u64,
     pub heartbeats: u64,
     pub events: u64,
+    /// Messages dropped: undecodable, of the wrong kind for their topic, or from an invalid node name.
+    #[serde(default)]
+    pub rejected: u64,
 }

@@ -1,0 +1,61 @@
+//! Node operations users ask for: cordon, drain, label. Each commits the node's record before answering.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::{Cluster, ClusterError};
+use crate::model::NodeRecord;
+use crate::store::Change;
+
+impl Cluster {
+    /// `edgectl cordon` / `uncordon`: whether the scheduler may place new instances on `name`.
+    pub fn cordon(&mut self, name: &str, cordoned: bool) -> Result<(), ClusterError> {
+        self.update_node(name, |n| n.cordoned = cordoned)?;
+        self.pass_after_node_change();
+        Ok(())
+    }
+
+    /// `edgectl drain`: cordons `name` and moves its reschedulable instances to other nodes.
+    pub fn drain(&mut self, name: &str) -> Result<(), ClusterError> {
+        self.update_node(name, |n| n.cordoned = true)?;
+        self.reconcile_draining(&HashSet::from([name.to_string()]))
+    }
+
+    /// `edgectl label node`: sets and removes user labels (which override the agent's; the agent's own labels
+    /// come from its configuration and return with its next hello).
+    pub fn label(
+        &mut self,
+        name: &str,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<(), ClusterError> {
+        for (k, v) in &set {
+            if k.is_empty() || k.len() > 63 || v.len() > 63 || k.contains('=') || v.contains('=') {
+                return Err(ClusterError::Invalid(format!("label {k}={v} is invalid")));
+            }
+        }
+        self.update_node(name, |n| {
+            for k in &remove {
+                n.user_labels.remove(k);
+            }
+            n.user_labels.extend(set);
+        })?;
+        self.pass_after_node_change();
+        Ok(())
+    }
+
+    /// The node change is committed; a pass that fails after it is retried by the next tick.
+    fn pass_after_node_change(&mut self) {
+        if let Err(e) = self.reconcile() {
+            tracing::error!(error = %e, "pass after a node change failed; the next tick tries again");
+        }
+    }
+
+    fn update_node(&mut self, name: &str, change: impl FnOnce(&mut NodeRecord)) -> Result<(), ClusterError> {
+        let mut record =
+            self.nodes.get(name).cloned().ok_or_else(|| ClusterError::NotFound(format!("node {name} not found")))?;
+        change(&mut record);
+        self.store.commit(&[Change::PutNode(&record)])?;
+        self.nodes.insert(name.to_string(), record);
+        Ok(())
+    }
+}

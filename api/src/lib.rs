@@ -80,6 +80,9 @@ pub struct InstanceView {
     /// Succeeded). A crash-looping instance is never ready, however often it is briefly Running.
     #[serde(default)]
     pub ready: bool,
+    /// The workload revision whose template it runs (`WorkloadView::revision` is the current one).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,12 +2,23 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use edge_controller::{parse_broker_url, BrokerMode, ControllerConfig};
+use edge_proto::quantity::{format_duration, parse_duration};
+use edge_proto::timing;
+use edge_proto::topic::DEFAULT_PREFIX;
 
+// Flag defaults rendered from the shared timing constants, so `--help`, the flag and the agents never disagree.
+static NODE_TIMEOUT: LazyLock<String> = LazyLock::new(|| format_duration(timing::NODE_TIMEOUT));
+static RESCHEDULE_AFTER: LazyLock<String> = LazyLock::new(|| format_duration(timing::RESCHEDULE_AFTER));
+static MIN_READY: LazyLock<String> = LazyLock::new(|| format_duration(timing::MIN_READY));
+
+/// Every duration flag takes the one syntax of `edge_proto::quantity::parse_duration`: 500ms, 30s, 5m, or a bare
+/// number of seconds.
 #[derive(Parser)]
 #[command(version, about = "The edge orchestrator's controller: API, state store, scheduler and MQTT broker")]
 struct Args {
@@ -23,33 +34,19 @@ struct Args {
     /// Use this external MQTT broker (mqtt://HOST:PORT) instead of the embedded one.
     #[arg(long)]
     broker: Option<String>,
-    /// MQTT topic prefix.
-    #[arg(long, default_value = edge_proto_prefix())]
-    prefix: String,
+    /// MQTT topic prefix (the same on the agents).
+    #[arg(long = "topic-prefix", alias = "prefix", value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
+    topic_prefix: String,
     /// A node silent for this long is NotReady (e.g. 6s, 500ms).
-    #[arg(long, default_value = "6s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = NODE_TIMEOUT.as_str(), value_parser = parse_duration)]
     node_timeout: Duration,
-    /// A node NotReady for this long is lost: its reschedulable instances are placed elsewhere (e.g. 30s, 1s).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// A node NotReady for this long is lost: its reschedulable instances are placed elsewhere (e.g. 30s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = RESCHEDULE_AFTER.as_str(), value_parser = parse_duration)]
     reschedule_after: Duration,
-    /// During a rollout, each new instance runs this long before the next starts (e.g. 3s).
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    /// A replica is ready once Running this long without restarting; rollouts replace one old replica per ready new
+    /// one, and `edgectl deploy --wait` waits for it (e.g. 3s).
+    #[arg(long, value_name = "DURATION", default_value = MIN_READY.as_str(), value_parser = parse_duration)]
     min_ready: Duration,
-}
-
-fn edge_proto_prefix() -> &'static str {
-    "edge/v1"
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 6s, 500ms, 1m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
-    }
 }
 
 #[tokio::main]
@@ -77,7 +74,7 @@ async fn run() -> anyhow::Result<()> {
         None => BrokerMode::Embedded(args.mqtt_listen),
     };
     let mut config = ControllerConfig::new(args.data, args.api, broker);
-    config.prefix = args.prefix;
+    config.prefix = args.topic_prefix;
     config.node_timeout = args.node_timeout;
     config.reschedule_after = args.reschedule_after;
     config.min_ready = args.min_ready;
@@ -106,4 +103,34 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use clap::Parser;
+    use edge_proto::timing;
+
+    #[test]
+    fn defaults_are_the_shared_ones_and_durations_take_the_shared_syntax() {
+        let a = Args::try_parse_from(["edge-controller"]).unwrap();
+        assert_eq!(a.node_timeout, timing::NODE_TIMEOUT);
+        assert_eq!(a.reschedule_after, timing::RESCHEDULE_AFTER);
+        assert_eq!(a.min_ready, timing::MIN_READY);
+        assert_eq!(a.topic_prefix, edge_proto::topic::DEFAULT_PREFIX);
+        let a = Args::try_parse_from(["edge-controller", "--node-timeout", "1.5s", "--min-ready", "500ms"]).unwrap();
+        assert_eq!(a.node_timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(a.min_ready, std::time::Duration::from_millis(500));
+        let a = Args::try_parse_from(["edge-controller", "--reschedule-after", "2m"]).unwrap();
+        assert_eq!(a.reschedule_after, std::time::Duration::from_secs(120));
+        assert!(Args::try_parse_from(["edge-controller", "--node-timeout", "6x"]).is_err());
+    }
+
+    #[test]
+    fn the_topic_prefix_is_one_flag_with_the_old_name_kept() {
+        let a = Args::try_parse_from(["edge-controller", "--topic-prefix", "site/a"]).unwrap();
+        assert_eq!(a.topic_prefix, "site/a");
+        let a = Args::try_parse_from(["edge-controller", "--prefix", "site/b"]).unwrap();
+        assert_eq!(a.topic_prefix, "site/b");
+    }
 }

@@ -1,11 +1,10 @@
-//! The controller's MQTT shell: one rumqttc connection (to the embedded broker or an external one).
+//! The controller's MQTT shell: one connection, to the embedded broker or an external one.
 //!
-//! Two tasks: the event loop task polls the connection, subscribes to every node's uplink channels on each
-//! ConnAck (rumqttc does not resubscribe by itself), re-publishes every spec (the broker may have lost its
-//! retained messages), and hands incoming messages to the [`Cluster`]; the publisher task drains the
-//! cluster's outgoing channel into the client. Reconnects back off with jitter from 1 s to 30 s; while the
-//! broker's port is plainly unreachable a bare TCP probe about once a second cuts the wait short (as agents do,
-//! see `edge_agent::session`), so the controller is back within a second or so of its broker.
+//! External broker ([`run_event_loop`]): the connection, its options and its reconnect pacing are `edge-link`'s,
+//! the same as every agent's (jittered back-off 1 s → 30 s, cut short by a TCP probe while the port is plainly
+//! unreachable). On each ConnAck it subscribes to every node's uplink channels (rumqttc does not resubscribe by
+//! itself) and re-publishes every spec (the broker may have lost its retained messages); a publisher task
+//! drains the cluster's outgoing channel into the client.
 //!
 //! With the embedded broker, [`run_link`] does the same over rumqttd's in-process link (no socket). Local links
 //! publish at QoS 0; specs stay retained, and every hello gets its node's spec again, so a spec lost on an
@@ -18,9 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_link::rumqttc::{Event, Packet, QoS};
+use edge_link::{LinkOptions, Reconnect, Waited};
 use edge_proto::backoff::Backoff;
 use edge_proto::{Channel, Topics};
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{Packet as LinkPacket, Publish as LinkPublish};
 use rumqttd::Notification;
@@ -34,41 +34,43 @@ use crate::owner::ClusterHandle;
 /// Whether the controller has its broker link, and if not, why.
 pub type LinkState = watch::Sender<Result<(), String>>;
 
-/// Opens the client; nothing is sent until [`run_event_loop`] polls.
-pub fn connect(host: &str, port: u16, client_id: &str) -> (AsyncClient, EventLoop) {
-    let mut options = MqttOptions::new(client_id, host, port);
-    options.set_keep_alive(Duration::from_secs(5));
-    options.set_clean_session(true);
-    options.set_max_packet_size(edge_proto::MAX_PAYLOAD + 4096, edge_proto::MAX_PAYLOAD + 4096);
-    options.set_inflight(1000);
-    let (client, mut eventloop) = AsyncClient::new(options, 4096);
-    // Nagle on a connection that both publishes QoS 1 and receives costs ~44 ms per exchange.
-    let mut net = eventloop.network_options();
-    net.set_tcp_nodelay(true);
-    net.set_connection_timeout(5);
-    eventloop.set_network_options(net);
-    (client, eventloop)
+/// The options of the controller's connection to an external broker: those every client of ours uses
+/// (`edge-link`: `TCP_NODELAY`, keep-alive, packet size), with a deep request queue and inflight window.
+pub fn options(host: &str, port: u16, client_id: &str) -> LinkOptions {
+    LinkOptions::new(client_id, host, port).inflight(1000).capacity(4096)
 }
 
 pub async fn run_event_loop(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
+    options: LinkOptions,
     topics: Topics,
-    broker: (String, u16),
     cluster: ClusterHandle,
     link: LinkState,
+    mut outgoing: UnboundedReceiver<Publish>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Backoff::default();
+    let (client, mut eventloop) = edge_link::connect(&options);
+    let mut reconnect = Reconnect::new(&options);
+    let publisher = tokio::spawn({
+        let client = client.clone();
+        async move {
+            while let Some(p) = outgoing.recv().await {
+                if let Err(e) = client.publish(p.topic, QoS::AtLeastOnce, p.retain, p.payload).await {
+                    tracing::warn!(error = %e, "MQTT client closed; stopping the publisher");
+                    return;
+                }
+            }
+        }
+    });
     loop {
         let event = tokio::select! {
             e = eventloop.poll() => e,
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = edge_link::stopped(&mut shutdown) => break,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff.reset();
+                reconnect.connected();
                 tracing::info!("connected to the MQTT broker");
+                // rumqttc does not resubscribe by itself.
                 for channel in Channel::UPLINK {
                     if let Err(e) = client.try_subscribe(topics.all_nodes(channel), QoS::AtLeastOnce) {
                         tracing::error!(error = %e, "cannot queue a subscription");
@@ -78,8 +80,7 @@ pub async fn run_event_loop(
                 let _ = cluster.call(|c| c.republish_all()).await;
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let topic = p.topic.as_str();
-                if let Some((node, channel)) = topics.parse(topic) {
+                if let Some((node, channel)) = topics.parse(p.topic.as_str()) {
                     if cluster.uplink(node, channel, p.payload.clone()).await.is_err() {
                         break;
                     }
@@ -87,37 +88,16 @@ pub async fn run_event_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                tracing::warn!(error = %e, "MQTT connection lost");
                 let _ = link.send(Err(e.to_string()));
-                let delay = backoff.next_delay(rand::random());
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost");
-                let deadline = tokio::time::Instant::now() + delay;
-                let unreachable = matches!(&e, ConnectionError::Io(_) | ConnectionError::NetworkTimeout);
-                loop {
-                    let step = tokio::time::Instant::now() + Duration::from_millis(700 + rand::random::<u64>() % 600);
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(step.min(deadline)) => {}
-                        _ = shutdown.wait_for(|s| *s) => return,
-                    }
-                    let probe = tokio::net::TcpStream::connect((broker.0.as_str(), broker.1));
-                    let reachable =
-                        unreachable && matches!(tokio::time::timeout(Duration::from_secs(1), probe).await, Ok(Ok(_)));
-                    if reachable || tokio::time::Instant::now() >= deadline {
-                        break;
-                    }
+                if reconnect.wait(&e, &mut shutdown).await == Waited::Shutdown {
+                    break;
                 }
             }
         }
     }
     let _ = client.try_disconnect();
-}
-
-pub async fn run_publisher(client: AsyncClient, mut outgoing: UnboundedReceiver<Publish>) {
-    while let Some(p) = outgoing.recv().await {
-        if let Err(e) = client.publish(p.topic, QoS::AtLeastOnce, p.retain, p.payload).await {
-            tracing::warn!(error = %e, "MQTT client closed; stopping the publisher");
-            return;
-        }
-    }
+    publisher.abort();
 }
 
 /// The controller's traffic over the embedded broker's in-process links, until shutdown: a link that closes is

@@ -93,8 +93,9 @@ async fn serve(
     tick: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The tick is checked after every batch as well as awaited when idle: under a flood of agent messages the
+    // select below always has input, and the tick must not starve (it notices lost nodes).
+    let mut next_tick = tokio::time::Instant::now() + tick;
     loop {
         tokio::select! {
             biased;
@@ -105,7 +106,7 @@ async fn serve(
             },
             Some(b) = built.recv() => cluster.artifact_built(b),
             Some(u) = uplink.recv() => cluster.on_uplink(&u.node, u.channel, &u.payload),
-            _ = ticker.tick() => cluster.tick(),
+            _ = tokio::time::sleep_until(next_tick) => {}
         }
         for _ in 0..BATCH {
             if let Ok(job) = jobs.try_recv() {
@@ -116,7 +117,12 @@ async fn serve(
                 break;
             }
         }
-        cluster.flush();
+        if tokio::time::Instant::now() >= next_tick {
+            cluster.tick();
+            next_tick = tokio::time::Instant::now() + tick;
+        } else {
+            cluster.flush();
+        }
     }
     cluster.flush();
 }

@@ -145,18 +145,15 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
             shutdown_rx.clone(),
         )),
         None => {
-            let client_id = format!("edge-controller-{}-{:08x}", std::process::id(), rand::random::<u32>());
-            let (client, eventloop) = crate::mqtt::connect(&mqtt.0, mqtt.1, &client_id);
-            tasks.push(tokio::spawn(crate::mqtt::run_event_loop(
-                eventloop,
-                client.clone(),
+            let client_id = format!("edge-controller-{:032x}", rand::random::<u128>());
+            tokio::spawn(crate::mqtt::run_event_loop(
+                crate::mqtt::options(&mqtt.0, mqtt.1, &client_id),
                 topics,
-                mqtt.clone(),
                 handle.clone(),
                 link_tx,
+                publish_rx,
                 shutdown_rx.clone(),
-            )));
-            tokio::spawn(crate::mqtt::run_publisher(client, publish_rx))
+            ))
         }
     };
 

@@ -1,9 +1,12 @@
 //! Command-line definitions (clap). Each subcommand's behaviour lives in `cmd/`.
 
+#[cfg(feature = "dev")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use edge_proto::quantity::parse_duration;
 
 #[derive(Parser)]
 #[command(name = "edgectl", version, about = "Deploy and watch WebAssembly workloads on a fleet of edge boards")]
@@ -21,6 +24,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run a local cluster in this process: a controller with its embedded broker, and N agents.
+    #[cfg(feature = "dev")]
     Dev(DevArgs),
     /// Upload a module and create or update a workload running it.
     Deploy(DeployArgs),
@@ -46,6 +50,7 @@ pub enum Command {
     Delete(DeleteArgs),
 }
 
+#[cfg(feature = "dev")]
 #[derive(Args)]
 pub struct DevArgs {
     /// Address of the HTTP API.
@@ -82,9 +87,9 @@ pub struct DeployArgs {
     /// Cap on CPU, e.g. 200m (a fifth of one core); default: no cap beyond fair sharing.
     #[arg(long)]
     pub cpu_limit: Option<String>,
-    /// Stop a run that lasts longer than this, e.g. 30s (for run-to-completion workloads).
-    #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
+    /// Stop a run that lasts longer than this, e.g. 30s or 500ms (for run-to-completion workloads).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
     /// A writable per-instance directory NAME:SIZE (e.g. data:16Mi), seen by the guest as /NAME (repeatable).
     /// Without one the guest has no filesystem at all.
     #[arg(long = "volume", value_name = "NAME:SIZE")]
@@ -104,12 +109,14 @@ pub struct DeployArgs {
     /// (stay).
     #[arg(long, value_enum, default_value_t = NodeLoss::Reschedule)]
     pub on_node_loss: NodeLoss,
-    /// Return once every replica is Running (or Succeeded); fail with the reason after --timeout.
+    /// Return once every replica of the new revision is ready (Running for the controller's min-ready time
+    /// without restarting, or Succeeded under --restart never/on-failure); fail at once if one crash-loops, keeps
+    /// exiting or failed, and with the reason after --wait-timeout.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits, in seconds.
-    #[arg(long, default_value_t = 60)]
-    pub wait_timeout: u64,
+    /// How long --wait waits, e.g. 90s, 2m (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub wait_timeout: Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,12 +189,13 @@ pub struct RolloutArgs {
 
 #[derive(Subcommand)]
 pub enum RolloutCommand {
-    /// Wait until the rollout completes (exit 0) or halts (exit 1, with the reason).
+    /// Wait until every replica of the current revision is ready (exit 0), or fail (exit 1, with the reason) as
+    /// soon as the rollout halts or a replica crash-loops, keeps exiting or failed.
     Status {
         name: String,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
+        /// Give up after this long, e.g. 5m, 90s (a bare number is seconds).
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
     },
     /// List the revisions kept for a workload.
     History { name: String },

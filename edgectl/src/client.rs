@@ -1,7 +1,8 @@
-//! A small typed client for the controller's HTTP/JSON API.
+//! A small typed client for the controller's HTTP/JSON API, in the shapes of `edge-api` (and nothing of the
+//! controller's own crate).
 
 use anyhow::{anyhow, Context, Result};
-use edge_controller::api::types::{
+use edge_api::{
     DeployRequest, ErrorBody, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView, NodeDetail,
     NodeView, WorkloadView,
 };
@@ -58,12 +59,17 @@ impl Client {
         self.send(rb).await?.json().await.context("the controller sent an unreadable reply")
     }
 
-    pub async fn module(&self, sha: &str) -> Result<Option<ModuleView>> {
-        match self.json(self.request(Method::GET, &format!("/v1/modules/{sha}"))).await {
-            Ok(m) => Ok(Some(m)),
+    /// A GET whose 404 means "none" rather than an error.
+    async fn optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        match self.json(self.request(Method::GET, path)).await {
+            Ok(v) => Ok(Some(v)),
             Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == StatusCode::NOT_FOUND) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    pub async fn module(&self, sha: &str) -> Result<Option<ModuleView>> {
+        self.optional(&format!("/v1/modules/{sha}")).await
     }
 
     pub async fn modules(&self) -> Result<Vec<ModuleView>> {
@@ -80,6 +86,11 @@ impl Client {
 
     pub async fn workload(&self, ns: &str, name: &str) -> Result<WorkloadView> {
         self.json(self.request(Method::GET, &format!("/v1/namespaces/{ns}/workloads/{name}"))).await
+    }
+
+    /// The workload, or none when it does not exist (yet).
+    pub async fn find_workload(&self, ns: &str, name: &str) -> Result<Option<WorkloadView>> {
+        self.optional(&format!("/v1/namespaces/{ns}/workloads/{name}")).await
     }
 
     pub async fn workloads(&self, ns: Option<&str>) -> Result<Vec<WorkloadView>> {

@@ -1,18 +1,32 @@
 //! `edgectl`: the command-line client. Thin: parse, dispatch, print one `error: …` line on failure.
+//!
+//! Layout: `cli.rs` the flags (clap), `client.rs` the typed HTTP client (speaks `edge-api` only), `cmd/` one file
+//! per subcommand, `watch.rs` the pure decision of when a `--wait` or `rollout status` is over and `follow.rs` the
+//! polling around it, `table.rs` plain text tables. Only `cmd/dev.rs` (feature `dev`, on by default) links the
+//! controller and the agent.
 
 mod cli;
 mod client;
 mod cmd;
+mod follow;
 mod table;
+mod watch;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 use cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
+    #[cfg(feature = "dev")]
     let dev = matches!(cli.command, Command::Dev(_));
+    #[cfg(not(feature = "dev"))]
+    let dev = false;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             // The dev cluster logs what it does; client commands stay quiet.
@@ -27,10 +41,27 @@ async fn main() {
     }
 }
 
+/// Help and version go out as clap writes them; a usage error is one `error: …` line like every other failure
+/// (clap's own rendering adds a usage block and a tip over several lines).
+fn usage_error(e: clap::Error) -> ! {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("error: invalid arguments").trim_end();
+            eprintln!("{first} (see --help)");
+            std::process::exit(2);
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = client::Client::new(&cli.server);
     let ns = cli.namespace.as_str();
     match cli.command {
+        #[cfg(feature = "dev")]
         Command::Dev(args) => cmd::dev::run(args).await,
         Command::Deploy(args) => cmd::deploy::run(&client, ns, args).await,
         Command::Get(args) => {

@@ -120,6 +120,7 @@ impl Cluster {
                     exit_code: None,
                     reason: i.reason.clone(),
                     ready: false,
+                    revision: i.revision,
                 };
                 if let Some(node) = &i.node {
                     match self.live.get(node).and_then(|l| l.instances.get(&i.id)) {

@@ -17,6 +17,8 @@ use crate::model::NodeRecord;
 
 /// Most instance statuses kept from one heartbeat (a node runs far fewer; the rest is ignored).
 const MAX_STATUSES: usize = 4_096;
+/// Most nodes tracked live without a record (heard from, no hello yet): names on the wire cost bounded memory.
+const MAX_UNKNOWN_NODES: usize = 4_096;
 
 impl Cluster {
     /// Handles one message from an agent.
@@ -24,6 +26,16 @@ impl Cluster {
         if edge_proto::validate_name(node).is_err() {
             self.counters.rejected += 1;
             tracing::debug!("message from a node with an invalid name ignored");
+            return;
+        }
+        // A hello still gets through: it is how a node joins (who may join is the trust issue's join tokens).
+        if channel != Channel::Hello
+            && !self.live.contains_key(node)
+            && !self.nodes.contains_key(node)
+            && self.live.len() >= self.nodes.len() + MAX_UNKNOWN_NODES
+        {
+            self.counters.rejected += 1;
+            tracing::debug!(node, "message from yet another unknown node ignored");
             return;
         }
         let envelope = match edge_proto::decode(payload) {
@@ -234,8 +246,7 @@ impl Cluster {
                 EventKind::Exited { code } => {
                     status.state = if code == 0 { InstanceState::Succeeded } else { InstanceState::Failed };
                     status.exit_code = Some(code);
-                    // The agent's supervisor words it the same way in its next heartbeat.
-                    status.reason = Some(format!("exited with code {code}"));
+                    status.reason = (code != 0).then(|| format!("exited with code {code}"));
                 }
                 EventKind::Trapped { reason } | EventKind::Failed { reason } => {
                     status.state = InstanceState::Failed;
@@ -243,7 +254,10 @@ impl Cluster {
                 }
                 EventKind::BackOff { delay_ms } => {
                     status.state = InstanceState::CrashLoopBackOff;
-                    status.reason = Some(format!("back-off {delay_ms} ms before restarting"));
+                    // Why it ended matters more than how long it waits: keep the exit's reason when there is one.
+                    if status.reason.is_none() {
+                        status.reason = Some(format!("back-off {delay_ms} ms before restarting"));
+                    }
                 }
                 EventKind::Stopped => {
                     live.instances.remove(&e.instance);

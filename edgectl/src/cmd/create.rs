@@ -1,7 +1,7 @@
 //! `edgectl create namespace NS [--quota-cpu Q] [--quota-memory Q] [--quota-instances N]`.
 
 use anyhow::{anyhow, Result};
-use edge_controller::api::types::{NamespaceRequest, Quota};
+use edge_api::{NamespaceRequest, Quota};
 use edge_proto::quantity::{parse_cpu, parse_memory};
 
 use crate::cli::CreateArgs;

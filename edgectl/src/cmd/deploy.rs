@@ -1,14 +1,17 @@
-//! `edgectl deploy`: upload the module if the controller lacks it, then create or update the workload.
+//! `edgectl deploy`: upload the module if the controller lacks it, then create or update the workload, and with
+//! `--wait` follow it until every replica of the new revision is ready (the decision is `watch.rs`'s).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use edge_controller::api::types::{DeployRequest, WorkloadView};
+use edge_api::DeployRequest;
+use edge_proto::quantity::{format_duration, parse_cpu, parse_memory, parse_volume};
 use sha2::{Digest, Sha256};
 
 use crate::cli::DeployArgs;
 use crate::client::{Client, Refused};
-use edge_proto::quantity::{parse_cpu, parse_duration_ms, parse_memory, parse_volume};
+use crate::follow::{follow, Ended};
+use crate::watch::{self, count, Watch};
 
 pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
     let path = args.module.display().to_string();
@@ -56,59 +59,36 @@ pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
             Some(c) => Some(parse_cpu(c).map_err(|e| anyhow!("--cpu-limit: {e}"))?),
             None => None,
         },
-        timeout_ms: match &args.timeout {
-            Some(t) => Some(parse_duration_ms(t).map_err(|e| anyhow!("--timeout: {e}"))?),
-            None => None,
-        },
+        timeout_ms: args.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         volumes: args
             .volumes
             .iter()
             .map(|v| parse_volume(v).map_err(|e| anyhow!("--volume: {e}")))
             .collect::<Result<Vec<_>>>()?,
     };
+    // What stood before, so the wait can tell the new revision's instances from the old ones.
+    let before = if args.wait { client.find_workload(ns, &args.name).await? } else { None };
     let w = client.deploy(ns, &args.name, &req).await?;
-    println!("workload {ns}/{} deployed (revision {}, {} replicas)", w.name, w.revision, w.replicas);
+    println!("workload {ns}/{} deployed (revision {}, {})", w.name, w.revision, count(w.replicas as usize, "replica"));
     if args.wait {
-        wait(client, ns, &args.name, Duration::from_secs(args.wait_timeout)).await?;
+        println!("waiting up to {} for {}", format_duration(args.wait_timeout), watch::goal(&w));
+        wait(client, ns, &args.name, Watch::new(before.as_ref(), w.revision), args.wait_timeout).await?;
     }
     Ok(())
 }
 
-/// Done when every replica of the current revision is Running or Succeeded.
-fn settled(w: &WorkloadView) -> bool {
-    w.instances.len() == w.replicas as usize
-        && w.instances.iter().all(|i| i.state == "Running" || i.state == "Succeeded")
-}
-
-async fn wait(client: &Client, ns: &str, name: &str, timeout: Duration) -> Result<()> {
+/// Follows the new revision until every replica is ready, one is failing, or `timeout` passes.
+async fn wait(client: &Client, ns: &str, name: &str, watch: Watch, timeout: Duration) -> Result<()> {
     let start = Instant::now();
-    loop {
-        let w = client.workload(ns, name).await?;
-        if settled(&w) {
-            println!("{} of {} replicas ready after {:.1} s", w.replicas, w.replicas, start.elapsed().as_secs_f64());
-            return Ok(());
+    match follow(client, (ns, name), watch, timeout, Duration::from_millis(50), |_| {}).await? {
+        Ended::Ready(w) => {
+            let replicas = count(w.replicas as usize, "replica");
+            println!("{} of {replicas} ready after {:.1} s", w.replicas, start.elapsed().as_secs_f64());
+            Ok(())
         }
-        if w.restart == "never" {
-            if let Some(i) = w.instances.iter().find(|i| i.state == "Failed") {
-                bail!("instance {} failed: {}", i.id, describe(i));
-            }
+        Ended::Failing(why) => bail!("{ns}/{name} is not ready: {why}"),
+        Ended::TimedOut(w) => {
+            bail!("{ns}/{name} not ready after {}: {}", format_duration(timeout), watch::shortfall(&w))
         }
-        if start.elapsed() >= timeout {
-            let states: Vec<String> = w.instances.iter().map(|i| format!("{} {}", i.id, describe(i))).collect();
-            bail!(
-                "{ns}/{name} not ready after {} s: {}",
-                timeout.as_secs(),
-                if states.is_empty() { "no instances".to_string() } else { states.join("; ") }
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn describe(i: &edge_controller::api::types::InstanceView) -> String {
-    match (&i.reason, i.exit_code) {
-        (Some(r), _) => format!("{} ({r})", i.state),
-        (None, Some(code)) => format!("{} (exit code {code})", i.state),
-        (None, None) => i.state.clone(),
     }
 }

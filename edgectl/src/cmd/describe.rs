@@ -3,7 +3,7 @@
 //! rollout, revisions, instances and recent events).
 
 use anyhow::Result;
-use edge_controller::api::types::{NodeDetail, WorkloadView};
+use edge_api::{NodeDetail, WorkloadView};
 use edge_proto::quantity::{format_cpu, format_memory};
 
 use crate::cli::Output;

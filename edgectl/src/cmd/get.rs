@@ -1,7 +1,7 @@
 //! `edgectl get nodes|workloads|namespaces|modules [-o table|json]`.
 
 use anyhow::Result;
-use edge_controller::api::types::{ModuleView, NamespaceView, NodeView, WorkloadView};
+use edge_api::{ModuleView, NamespaceView, NodeView, WorkloadView};
 
 use crate::cli::{GetWhat, Output};
 use crate::client::Client;

@@ -4,6 +4,7 @@ pub mod create;
 pub mod delete;
 pub mod deploy;
 pub mod describe;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod get;
 pub mod logs;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
-use edge_controller::api::types::LabelRequest;
+use edge_api::LabelRequest;
 
 use crate::client::Client;
 

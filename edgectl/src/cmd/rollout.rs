@@ -1,17 +1,20 @@
 //! `edgectl rollout status|history|undo NAME`: follow, list and roll back a workload's revisions.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
+use edge_api::WorkloadView;
+use edge_proto::quantity::{format_cpu, format_duration, format_memory};
 
 use crate::cli::RolloutCommand;
 use crate::client::Client;
+use crate::follow::{follow, Ended};
 use crate::table::Table;
-use edge_proto::quantity::{format_cpu, format_memory};
+use crate::watch::{self, count, Watch};
 
 pub async fn run(client: &Client, ns: &str, command: RolloutCommand) -> Result<()> {
     match command {
-        RolloutCommand::Status { name, timeout } => status(client, ns, &name, Duration::from_secs(timeout)).await,
+        RolloutCommand::Status { name, timeout } => status(client, ns, &name, timeout).await,
         RolloutCommand::History { name } => {
             let w = client.workload(ns, &name).await?;
             let mut t = Table::new(["REVISION", "CREATED", "MODULE", "CPU", "MEMORY", "ENV", "ARGS"]);
@@ -38,34 +41,34 @@ pub async fn run(client: &Client, ns: &str, command: RolloutCommand) -> Result<(
     }
 }
 
+/// Follows the current revision until every replica is ready, one is failing, or `timeout` passes.
 async fn status(client: &Client, ns: &str, name: &str, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
+    let w = client.workload(ns, name).await?;
+    println!("waiting up to {} for {}", format_duration(timeout), watch::goal(&w));
     let mut last = String::new();
-    loop {
-        let w = client.workload(ns, name).await?;
+    let progress = |w: &WorkloadView| {
         let r = &w.rollout;
         let line = format!(
-            "revision {}: {} of {} updated replicas ready, {} old replicas serving",
-            w.revision, r.ready, w.replicas, r.old
+            "revision {}: {} of {} ready, {} serving",
+            w.revision,
+            r.ready,
+            count(w.replicas as usize, "updated replica"),
+            count(r.old, "old replica")
         );
         if line != last {
             println!("{line}");
             last = line;
         }
-        match r.state.as_str() {
-            "complete" if r.ready as u32 >= w.replicas || w.replicas == 0 => {
-                println!("rollout of {ns}/{name} complete");
-                return Ok(());
-            }
-            "halted" => bail!(
-                "rollout of {ns}/{name} halted: {}; the old instances keep serving (edgectl rollout undo {name})",
-                r.reason.as_deref().unwrap_or("a new instance is failing")
-            ),
-            _ => {}
+    };
+    let watch = Watch::new(Some(&w), w.revision);
+    match follow(client, (ns, name), watch, timeout, Duration::from_millis(200), progress).await? {
+        Ended::Ready(_) => {
+            println!("rollout of {ns}/{name} complete");
+            Ok(())
         }
-        if start.elapsed() >= timeout {
-            bail!("rollout of {ns}/{name} not complete after {} s", timeout.as_secs());
+        Ended::Failing(why) => bail!("rollout of {ns}/{name} failed: {why}"),
+        Ended::TimedOut(w) => {
+            bail!("rollout of {ns}/{name} not complete after {}: {}", format_duration(timeout), watch::shortfall(&w))
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -1,4 +1,5 @@
-//! Agent configuration and what the agent announces about its node (capacity, engine target, labels).
+//! Agent configuration, the bounds of the agent's local state, and what the agent announces about its node
+//! (capacity, engine target, labels). Depends on no other module of the agent: everything else reads it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,10 +26,12 @@ pub struct AgentConfig {
     /// [`DEFAULT_RESERVE`]).
     pub reserved: Option<Resources>,
     pub labels: Vec<(String, String)>,
+    /// How often the agent heartbeats (default [`edge_proto::timing::HEARTBEAT`]).
     pub heartbeat: Duration,
+    /// The MQTT topic prefix (default [`edge_proto::topic::DEFAULT_PREFIX`]).
     pub prefix: String,
     /// Bounds of the outbox and the module cache.
-    pub limits: crate::core::Limits,
+    pub limits: Limits,
     /// The engine target (else this CPU's: Cranelift where it has a backend, Pulley elsewhere).
     pub engine: Option<EngineTarget>,
 }
@@ -45,11 +48,31 @@ impl AgentConfig {
             memory_bytes: None,
             reserved: None,
             labels: Vec::new(),
-            heartbeat: Duration::from_secs(2),
+            heartbeat: edge_proto::timing::HEARTBEAT,
             prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
-            limits: crate::core::Limits::default(),
+            limits: Limits::default(),
             engine: None,
         }
+    }
+}
+
+/// Events kept unacknowledged by default; beyond the bound the oldest are dropped and counted.
+pub const OUTBOX_LIMIT: usize = 10_000;
+/// Default disk budget for cached modules.
+pub const MODULE_BUDGET: u64 = 256 * 1024 * 1024;
+
+/// Limits of the agent's local state.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Unacknowledged events kept; beyond it the oldest are dropped and counted.
+    pub outbox: usize,
+    /// Bytes of cached modules; unreferenced modules are evicted least recently used first beyond it.
+    pub module_budget: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { outbox: OUTBOX_LIMIT, module_budget: MODULE_BUDGET }
     }
 }
 

@@ -37,12 +37,12 @@ struct Args {
     /// A node label k=v (repeatable).
     #[arg(long = "label", value_name = "K=V")]
     labels: Vec<String>,
-    /// Heartbeat interval in seconds.
-    #[arg(long, default_value_t = 2.0)]
-    heartbeat: f64,
-    /// MQTT topic prefix.
-    #[arg(long, default_value = "edge/v1")]
-    prefix: String,
+    /// Heartbeat interval, e.g. 2s or 500ms (bare numbers are seconds).
+    #[arg(long, default_value_t = Interval(edge_proto::timing::HEARTBEAT))]
+    heartbeat: Interval,
+    /// MQTT topic prefix (the controller's --topic-prefix must match).
+    #[arg(long = "topic-prefix", alias = "prefix", default_value = edge_proto::topic::DEFAULT_PREFIX)]
+    topic_prefix: String,
     /// Events kept for the controller until it acknowledges them; beyond this the oldest are dropped and counted.
     #[arg(long, default_value_t = edge_agent::core::OUTBOX_LIMIT)]
     outbox_limit: usize,
@@ -96,7 +96,7 @@ async fn run() -> anyhow::Result<()> {
     config.board = args.board;
     config.cpu_millis = args.cpu;
     config.memory_bytes = args.memory;
-    config.prefix = args.prefix;
+    config.prefix = args.topic_prefix;
     if args.reserve_cpu.is_some() || args.reserve_memory.is_some() {
         let cpu = edge_proto::quantity::parse_cpu(args.reserve_cpu.as_deref().unwrap_or("0"))
             .map_err(|e| anyhow!("--reserve-cpu: {e}"))?;
@@ -104,10 +104,7 @@ async fn run() -> anyhow::Result<()> {
             .map_err(|e| anyhow!("--reserve-memory: {e}"))?;
         config.reserved = Some(edge_proto::Resources { cpu_millis: cpu, memory_bytes: memory });
     }
-    if !(args.heartbeat > 0.0 && args.heartbeat <= 3600.0) {
-        return Err(anyhow!("--heartbeat must be between 0 and 3600 seconds"));
-    }
-    config.heartbeat = Duration::from_secs_f64(args.heartbeat);
+    config.heartbeat = args.heartbeat.0;
     for kv in &args.labels {
         let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--label {kv:?}: expected K=V"))?;
         config.labels.push((k.to_string(), v.to_string()));
@@ -120,6 +117,29 @@ async fn run() -> anyhow::Result<()> {
     match args.manifest {
         Some(manifest) => edge_agent::run_standalone(config, &manifest, rx).await.context("agent failed"),
         None => edge_agent::run(config, rx).await.context("agent failed"),
+    }
+}
+
+/// A periodic interval flag in the shared duration syntax ([`edge_proto::quantity::parse_duration`]), within
+/// (0, 1h]: a zero interval would spin, a longer one never reports. Displayed the way it is parsed.
+#[derive(Debug, Clone, Copy)]
+struct Interval(Duration);
+
+impl std::str::FromStr for Interval {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Interval, String> {
+        let d = edge_proto::quantity::parse_duration(s)?;
+        if d.is_zero() || d > Duration::from_secs(3600) {
+            return Err(format!("{s:?} is not between 1ms and 1h"));
+        }
+        Ok(Interval(d))
+    }
+}
+
+impl std::fmt::Display for Interval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&edge_proto::quantity::format_duration(self.0))
     }
 }
 

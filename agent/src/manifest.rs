@@ -30,7 +30,7 @@ use serde::Deserialize;
 use sha2::Digest;
 
 /// Largest module a manifest may name (the same bound as a download from the controller).
-const MAX_MODULE: u64 = crate::core::MAX_MODULE;
+const MAX_MODULE: u64 = crate::download::MAX_MODULE;
 const MAX_REPLICAS: u32 = 100;
 
 #[derive(Debug, thiserror::Error)]

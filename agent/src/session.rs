@@ -1,70 +1,96 @@
-//! The agent's MQTT session: outbound only (works behind NAT), with a Last Will that marks the node offline.
+//! The agent's MQTT session: outbound only (works behind NAT), with a Last Will that marks the node offline. It
+//! is the only task that writes to MQTT: the core and the log forwarder hand it [`Outgoing`] messages.
 //!
-//! On every ConnAck it resubscribes (rumqttc does not), publishes `online` (retained) and tells the core, which
-//! re-announces the node and flushes queued events. Incoming payloads are decoded here; undecodable ones are
-//! logged and dropped.
-//!
-//! Reconnecting: MQTT connection attempts back off with jitter from 1 s to 30 s ([`edge_proto::backoff`]), which
-//! protects a broker that is up but refusing or dropping us. While the broker is plainly unreachable (its port
-//! refuses or times out), the wait is cut short by a bare TCP probe about once a second, so a node is back
-//! within a second or so of its broker's return instead of up to 30 s later.
+//! One task, two halves polled together and never cancelled by each other (rumqttc's `poll` is not safe to
+//! drop halfway):
+//! - the event loop: polls the connection; on every ConnAck resubscribes (rumqttc does not), publishes
+//!   `online` (retained) and tells the core, which re-announces the node and flushes queued events; decodes
+//!   incoming payloads (undecodable ones are logged and dropped); on an error tells the core and waits as
+//!   [`edge_link::Reconnect`] says (jittered back-off, cut short by a TCP probe while the broker is plainly
+//!   unreachable) before the next poll reconnects;
+//! - the publisher: takes the core's messages before the log forwarder's, encodes them and hands them to the
+//!   client, waiting when its request queue is full. Only this half waits: the core's queue is bounded and the
+//!   core never waits on it.
 
-use std::time::Duration;
-
-use edge_proto::backoff::Backoff;
+use edge_link::{LinkOptions, Reconnect, Waited};
 use edge_proto::{Channel, Message, NodeStatus, Topics};
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, Packet, QoS};
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
-use crate::core::Input;
+use crate::mail::{Input, Outgoing, Qos};
 
-pub fn connect(host: &str, port: u16, node: &str, topics: &Topics) -> (AsyncClient, EventLoop) {
-    let mut options = MqttOptions::new(node, host, port);
-    options.set_keep_alive(Duration::from_secs(5));
-    options.set_clean_session(true);
-    options.set_max_packet_size(edge_proto::MAX_PAYLOAD + 4096, edge_proto::MAX_PAYLOAD + 4096);
-    options.set_last_will(LastWill::new(
+/// Messages queued from the core to the session; beyond it the core drops (and logs) what it sends.
+pub const CORE_QUEUE: usize = 1024;
+/// Log batches queued from the forwarder; beyond it the forwarder waits (and guests' lines are dropped and
+/// counted upstream).
+pub const LOG_QUEUE: usize = 16;
+
+/// The agent's link: client id = node name, Last Will = `offline` on its status topic (retained, QoS 1).
+pub fn link_options(node: &str, host: &str, port: u16, topics: &Topics) -> LinkOptions {
+    let will = LastWill::new(
         topics.node(node, Channel::Status),
         edge_proto::encode(&Message::Status(NodeStatus { online: false })),
         QoS::AtLeastOnce,
         true,
-    ));
-    let (client, mut eventloop) = AsyncClient::new(options, 1024);
-    // Nagle on a connection that both publishes QoS 1 and receives costs ~44 ms per exchange.
-    let mut net = eventloop.network_options();
-    net.set_tcp_nodelay(true);
-    net.set_connection_timeout(5);
-    eventloop.set_network_options(net);
-    (client, eventloop)
+    );
+    LinkOptions::new(node, host, port).last_will(will)
 }
 
+/// The two queues into the session.
+pub struct Mailboxes {
+    /// From the core (hellos, heartbeats, events, module requests): served first.
+    pub core: mpsc::Receiver<Outgoing>,
+    /// From the log forwarder.
+    pub logs: mpsc::Receiver<Outgoing>,
+}
+
+/// Runs the session until `shutdown` turns true (or its sender is dropped), or both queues close.
 pub async fn run(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
+    link: LinkOptions,
     topics: Topics,
-    node: String,
-    broker: (String, u16),
     inputs: UnboundedSender<Input>,
+    mailboxes: Mailboxes,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Backoff::default();
+    let node = link.client_id().to_string();
+    let (client, eventloop) = edge_link::connect(&link);
+    let reconnect = Reconnect::new(&link);
+    let events = drive(eventloop, reconnect, &client, &topics, &node, &inputs, &mut shutdown);
+    let publisher = publish(&client, &topics, &node, mailboxes);
+    tokio::select! {
+        _ = events => {}
+        _ = publisher => {}
+    }
+    let _ = client.try_disconnect();
+}
+
+async fn drive(
+    mut eventloop: EventLoop,
+    mut reconnect: Reconnect,
+    client: &AsyncClient,
+    topics: &Topics,
+    node: &str,
+    inputs: &UnboundedSender<Input>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
     let mut connected = false;
     loop {
         let event = tokio::select! {
             e = eventloop.poll() => e,
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = edge_link::stopped(shutdown) => return,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff.reset();
+                reconnect.connected();
                 connected = true;
                 tracing::info!("connected to the MQTT broker");
                 for channel in Channel::DOWNLINK {
-                    let _ = client.try_subscribe(topics.node(&node, channel), QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(topics.node(node, channel), QoS::AtLeastOnce);
                 }
                 let online = edge_proto::encode(&Message::Status(NodeStatus { online: true }));
-                let _ = client.try_publish(topics.node(&node, Channel::Status), QoS::AtLeastOnce, true, online);
+                let _ = client.try_publish(topics.node(node, Channel::Status), QoS::AtLeastOnce, true, online);
                 let _ = inputs.send(Input::Connected);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => match topics.parse(&p.topic) {
@@ -84,52 +110,38 @@ pub async fn run(
                     connected = false;
                     let _ = inputs.send(Input::Disconnected);
                 }
-                let wait = backoff.next_delay(rand::random());
-                let probe = unreachable(&e);
-                if probe {
-                    tracing::warn!(error = %e, "broker unreachable; reconnecting as soon as it answers");
-                } else {
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection failed");
-                }
-                tokio::select! {
-                    _ = wait_or_reachable(&broker, wait, probe) => {}
-                    _ = shutdown.wait_for(|s| *s) => break,
+                if reconnect.wait(&e, shutdown).await == Waited::Shutdown {
+                    return;
                 }
             }
         }
     }
-    let _ = client.try_disconnect();
 }
 
-/// True when the error says the broker could not be reached at all (nothing listening, no route, timeout),
-/// as opposed to a broker that answered and refused or dropped us.
-fn unreachable(e: &ConnectionError) -> bool {
-    use std::io::ErrorKind::*;
-    match e {
-        ConnectionError::Io(io) => {
-            matches!(io.kind(), ConnectionRefused | TimedOut | HostUnreachable | NetworkUnreachable | AddrNotAvailable)
-        }
-        ConnectionError::NetworkTimeout => true,
-        _ => false,
-    }
-}
-
-/// Waits `wait`; when `probe`, returns early once a TCP connection to the broker succeeds.
-async fn wait_or_reachable(broker: &(String, u16), wait: Duration, probe: bool) {
-    let deadline = tokio::time::Instant::now() + wait;
-    if !probe {
-        tokio::time::sleep_until(deadline).await;
-        return;
-    }
+async fn publish(client: &AsyncClient, topics: &Topics, node: &str, mut mailboxes: Mailboxes) {
     loop {
-        let step = Duration::from_millis(700 + rand::random::<u64>() % 600);
-        let next = (tokio::time::Instant::now() + step).min(deadline);
-        tokio::time::sleep_until(next).await;
-        if next >= deadline {
-            return;
+        let out = tokio::select! {
+            biased;
+            Some(out) = mailboxes.core.recv() => out,
+            Some(out) = mailboxes.logs.recv() => out,
+            else => return,
+        };
+        let payload = edge_proto::encode(&out.message);
+        if payload.len() > edge_proto::MAX_PAYLOAD {
+            // rumqttc would refuse the packet by closing the connection: drop the message instead.
+            tracing::error!(
+                channel = out.channel.as_str(),
+                bytes = payload.len(),
+                "message over the payload limit dropped"
+            );
+            continue;
         }
-        let attempt = tokio::net::TcpStream::connect((broker.0.as_str(), broker.1));
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), attempt).await {
+        let qos = match out.qos {
+            Qos::AtMostOnce => QoS::AtMostOnce,
+            Qos::AtLeastOnce => QoS::AtLeastOnce,
+        };
+        if client.publish(topics.node(node, out.channel), qos, out.retain, payload).await.is_err() {
+            tracing::warn!("MQTT client closed; the session's publisher stops");
             return;
         }
     }

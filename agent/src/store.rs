@@ -1,27 +1,34 @@
 //! The agent's local store: one redb file, `{data}/agent.redb`. This module is its only owner.
 //!
 //! Tables:
-//! - `meta`: `schema_version` → u32 LE; `store_id` → u64 LE (random, fixed at creation); `next_seq` → u64 LE
-//!   (the next event sequence number); `events_dropped` → u64 LE (outbox overflow, since creation).
-//! - `spec`: `current` → postcard `NodeSpec` (the last accepted desired state, with its generation).
+//! - `meta`: `schema_version` → u32 LE; `store_id` → u64 LE (random, never 0, fixed at creation); `next_seq` →
+//!   u64 LE (the next event sequence number); `events_dropped` → u64 LE (outbox overflow, since creation);
+//!   `engine` → the engine profile's fingerprint.
+//! - `spec`: `current` → postcard `NodeSpec` of protocol 4 (the last accepted desired state, with its issuer and
+//!   generation).
 //! - `modules`: module sha256 → what the runtime loads for it: the artifact precompiled for this node's engine
 //!   profile (from the controller, verified against its announced hash), or WebAssembly bytes (standalone
 //!   manifests). `meta.engine` names the profile's fingerprint; a different profile empties this cache.
 //! - `module_meta`: sha256 → postcard `(size, last_referenced_ms)`, for the disk budget's eviction order.
 //! - `outbox`: sequence number → postcard `Event`, every event not yet acknowledged by the controller.
 //! - `restarts`: instance id → u32 LE, how many times the agent started the instance again.
+//! - `finished`: instance id → postcard [`Finished`]: the terminal state of a run-to-completion instance (its
+//!   policy said not to restart it), so an agent restart never runs it again.
 //!
 //! **Invariants:**
 //! - A spec is committed here before any instance is started or stopped because of it.
 //! - Event sequence numbers are contiguous and never repeat: the outbox insert and `next_seq` move in one
 //!   transaction, so a gap the controller sees is an event the full outbox dropped, nothing else.
 //! - A module referenced by the current spec is never evicted.
+//! - A finished instance stays finished for as long as its id is in the spec (ids change with templates).
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use edge_proto::{Event, NodeSpec, Sha256};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+
+pub use crate::supervisor::Finished;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SPEC: TableDefinition<&str, &[u8]> = TableDefinition::new("spec");
@@ -29,11 +36,13 @@ const MODULES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("modules
 const MODULE_META: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("module_meta");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const RESTARTS: TableDefinition<&str, u32> = TableDefinition::new("restarts");
+const FINISHED: TableDefinition<&str, &[u8]> = TableDefinition::new("finished");
 
 /// Version 1 numbered events in reserved blocks and had no outbox; version 2 kept protocol-v2 specs and
-/// WebAssembly bytes. Both are migrated on open (version 2's spec and module cache are dropped: the controller
-/// sends the spec again and the artifacts are fetched anew).
-pub const SCHEMA_VERSION: u32 = 3;
+/// WebAssembly bytes; version 3 kept protocol-3 specs (no issuer) and had no `finished` table. All are migrated
+/// on open: versions 1 and 2 drop their spec and module cache (the controller sends the spec again and the
+/// artifacts are fetched anew); version 3's spec is kept, with issuer 0 (a protocol-3 document).
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,26 +82,24 @@ impl Store {
             let found = meta.get("schema_version").map_err(db_err)?.map(|v| le_u32(v.value()));
             match found {
                 None => {
-                    meta.insert("store_id", rand::random::<u64>().to_le_bytes().as_slice()).map_err(db_err)?;
                     meta.insert("next_seq", 1u64.to_le_bytes().as_slice()).map_err(db_err)?;
                 }
                 Some(1) => {
                     // Numbering resumes at the old block ceiling, above every number version 1 handed out.
                     let ceiling = meta.get("seq_ceiling").map_err(db_err)?.map_or(1, |v| le_u64(v.value()));
                     meta.remove("seq_ceiling").map_err(db_err)?;
-                    meta.insert("store_id", rand::random::<u64>().to_le_bytes().as_slice()).map_err(db_err)?;
                     meta.insert("next_seq", ceiling.to_le_bytes().as_slice()).map_err(db_err)?;
-                    txn.delete_table(SPEC).map_err(db_err)?;
-                    txn.delete_table(MODULES).map_err(db_err)?;
-                    txn.delete_table(MODULE_META).map_err(db_err)?;
+                    drop_spec_and_modules(&txn)?;
                 }
-                Some(2) => {
-                    txn.delete_table(SPEC).map_err(db_err)?;
-                    txn.delete_table(MODULES).map_err(db_err)?;
-                    txn.delete_table(MODULE_META).map_err(db_err)?;
-                }
+                Some(2) => drop_spec_and_modules(&txn)?,
+                Some(3) => migrate_v3_spec(&txn)?,
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => return Err(StoreError::Schema { found }),
+            }
+            // 0 means "not said" on the wire (a protocol-3 peer): a store id is never 0. A missing one (new or
+            // version-1 store) or a 0 (a random draw of 1 in 2^64) gets a fresh id.
+            if meta.get("store_id").map_err(db_err)?.map_or(0, |v| le_u64(v.value())) == 0 {
+                meta.insert("store_id", new_store_id().to_le_bytes().as_slice()).map_err(db_err)?;
             }
             meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db_err)?;
             txn.open_table(SPEC).map_err(db_err)?;
@@ -100,6 +107,7 @@ impl Store {
             txn.open_table(MODULE_META).map_err(db_err)?;
             txn.open_table(OUTBOX).map_err(db_err)?;
             txn.open_table(RESTARTS).map_err(db_err)?;
+            txn.open_table(FINISHED).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(Store { db })
@@ -214,7 +222,7 @@ impl Store {
         let mut total = 0;
         for row in meta.iter().map_err(db_err)? {
             let (_, v) = row.map_err(db_err)?;
-            total += module_meta(v.value()).0;
+            total = module_meta(v.value()).0.saturating_add(total);
         }
         Ok(total)
     }
@@ -232,7 +240,7 @@ impl Store {
                 let (size, used) = module_meta(v.value());
                 all.push((*k.value(), size, used));
             }
-            let mut total: u64 = all.iter().map(|m| m.1).sum();
+            let mut total: u64 = all.iter().fold(0u64, |t, m| t.saturating_add(m.1));
             all.sort_by_key(|m| m.2);
             let mut modules = txn.open_table(MODULES).map_err(db_err)?;
             for (sha, size, _) in all {
@@ -244,7 +252,7 @@ impl Store {
                 }
                 meta.remove(&sha).map_err(db_err)?;
                 modules.remove(&sha).map_err(db_err)?;
-                total -= size;
+                total = total.saturating_sub(size);
                 evicted.push(sha);
             }
         }
@@ -283,10 +291,11 @@ impl Store {
                 dropped += 1;
             }
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            meta.insert("next_seq", (last.seq + 1).to_le_bytes().as_slice()).map_err(db_err)?;
+            meta.insert("next_seq", last.seq.saturating_add(1).to_le_bytes().as_slice()).map_err(db_err)?;
             if dropped > 0 {
                 let before = meta.get("events_dropped").map_err(db_err)?.map_or(0, |v| le_u64(v.value()));
-                meta.insert("events_dropped", (before + dropped).to_le_bytes().as_slice()).map_err(db_err)?;
+                meta.insert("events_dropped", before.saturating_add(dropped).to_le_bytes().as_slice())
+                    .map_err(db_err)?;
             }
         }
         txn.commit().map_err(db_err)?;
@@ -315,12 +324,69 @@ impl Store {
         txn.commit().map_err(db_err)
     }
 
-    /// Drops the counters of instances not in `keep`.
+    /// Drops the restart counters and finished records of instances not in `keep`.
     pub fn retain_restarts(&self, keep: &HashSet<&str>) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         txn.open_table(RESTARTS).map_err(db_err)?.retain(|id, _| keep.contains(id)).map_err(db_err)?;
+        txn.open_table(FINISHED).map_err(db_err)?.retain(|id, _| keep.contains(id)).map_err(db_err)?;
         txn.commit().map_err(db_err)
     }
+
+    // ---- finished instances ----------------------------------------------------------------------------------
+
+    /// How instance `id` ended for good, if it did.
+    pub fn finished(&self, id: &str) -> Result<Option<Finished>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(FINISHED).map_err(db_err)?;
+        match table.get(id).map_err(db_err)? {
+            Some(v) => {
+                postcard::from_bytes(v.value()).map(Some).map_err(|_| StoreError::Corrupt { what: "finished instance" })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Records that instance `id` ended for good (with its restart counter, in one transaction).
+    pub fn put_finished(&self, id: &str, finished: &Finished) -> Result<(), StoreError> {
+        let bytes = postcard::to_allocvec(finished).map_err(|_| StoreError::Corrupt { what: "finished instance" })?;
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(FINISHED).map_err(db_err)?.insert(id, bytes.as_slice()).map_err(db_err)?;
+        txn.open_table(RESTARTS).map_err(db_err)?.insert(id, finished.restarts).map_err(db_err)?;
+        txn.commit().map_err(db_err)
+    }
+}
+
+/// A random store id, never 0.
+fn new_store_id() -> u64 {
+    rand::random::<u64>().max(1)
+}
+
+fn drop_spec_and_modules(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.delete_table(SPEC).map_err(db_err)?;
+    txn.delete_table(MODULES).map_err(db_err)?;
+    txn.delete_table(MODULE_META).map_err(db_err)?;
+    Ok(())
+}
+
+/// Version 3 kept protocol 3's `NodeSpec` (no issuer): keep it as a protocol-3 document, issuer 0, so the node
+/// boots it offline as before and any controller of protocol 4 (another issuer) supersedes it. One that does
+/// not decode is dropped: the controller sends the spec again.
+fn migrate_v3_spec(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut table = txn.open_table(SPEC).map_err(db_err)?;
+    let old = table.get("current").map_err(db_err)?.map(|v| v.value().to_vec());
+    let Some(old) = old else { return Ok(()) };
+    match postcard::from_bytes::<edge_proto::v3::NodeSpec>(&old) {
+        Ok(v3) => {
+            let spec = NodeSpec { issuer: 0, generation: v3.generation, instances: v3.instances };
+            let bytes = postcard::to_allocvec(&spec).map_err(|_| StoreError::Corrupt { what: "spec" })?;
+            table.insert("current", bytes.as_slice()).map_err(db_err)?;
+        }
+        Err(_) => {
+            tracing::warn!("the persisted protocol-3 spec does not decode; dropped until the controller sends one");
+            table.remove("current").map_err(db_err)?;
+        }
+    }
+    Ok(())
 }
 
 fn module_meta_bytes(size: u64, used_ms: u64) -> [u8; 16] {
@@ -345,10 +411,11 @@ fn le_u64(b: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edge_proto::{EventKind, InstanceSpec, RestartPolicy};
+    use edge_proto::{EventKind, InstanceSpec, InstanceState, RestartPolicy};
 
     fn spec(generation: u64, module: Sha256) -> NodeSpec {
         NodeSpec {
+            issuer: 11,
             generation,
             instances: vec![InstanceSpec {
                 id: "t-1".into(),
@@ -424,5 +491,100 @@ mod tests {
         assert_eq!(s.modules_size().unwrap(), 100);
         // Over budget with only referenced modules left: nothing more goes.
         assert_eq!(s.evict_modules(&keep, 0).unwrap(), Vec::<Sha256>::new());
+    }
+
+    #[test]
+    fn a_store_id_is_never_zero_and_a_zero_one_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Store::open(dir.path()).unwrap().store_id().unwrap();
+        assert_ne!(id, 0);
+        {
+            let db = Database::create(dir.path().join("agent.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert("store_id", 0u64.to_le_bytes().as_slice()).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_ne!(s.store_id().unwrap(), 0);
+        // Stable from then on.
+        let again = s.store_id().unwrap();
+        drop(s);
+        assert_eq!(Store::open(dir.path()).unwrap().store_id().unwrap(), again);
+    }
+
+    #[test]
+    fn finished_instances_survive_reopen_until_they_leave_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = Finished {
+            state: InstanceState::Succeeded,
+            restarts: 2,
+            started_at_ms: Some(5),
+            exit_code: Some(0),
+            reason: None,
+        };
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.finished("t-1").unwrap(), None);
+            s.put_finished("t-1", &done).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.finished("t-1").unwrap(), Some(done));
+        assert_eq!(s.restarts("t-1").unwrap(), Some(2), "the counter is written with it");
+        s.retain_restarts(&["t-1"].into()).unwrap();
+        assert!(s.finished("t-1").unwrap().is_some());
+        s.retain_restarts(&HashSet::new()).unwrap();
+        assert_eq!(s.finished("t-1").unwrap(), None);
+    }
+
+    /// A real schema-3 file, written table by table as an agent of protocol 3 left it.
+    #[test]
+    fn a_schema_3_store_keeps_its_spec_as_a_protocol_3_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let v3_spec = edge_proto::v3::NodeSpec { generation: 41, instances: spec(0, [1; 32]).instances };
+        {
+            let db = Database::create(dir.path().join("agent.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("schema_version", 3u32.to_le_bytes().as_slice()).unwrap();
+                meta.insert("store_id", 77u64.to_le_bytes().as_slice()).unwrap();
+                meta.insert("next_seq", 3u64.to_le_bytes().as_slice()).unwrap();
+                meta.insert("engine", b"fp".as_slice()).unwrap();
+                let bytes = postcard::to_allocvec(&v3_spec).unwrap();
+                txn.open_table(SPEC).unwrap().insert("current", bytes.as_slice()).unwrap();
+                txn.open_table(MODULES).unwrap().insert(&[1; 32], b"abc".as_slice()).unwrap();
+                txn.open_table(MODULE_META).unwrap().insert(&[1; 32], module_meta_bytes(3, 1).as_slice()).unwrap();
+                let e = postcard::to_allocvec(&event(2)).unwrap();
+                txn.open_table(OUTBOX).unwrap().insert(2, e.as_slice()).unwrap();
+                txn.open_table(RESTARTS).unwrap().insert("t-1", 4).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let migrated = s.spec().unwrap().expect("the spec is kept");
+        assert_eq!(migrated, NodeSpec { issuer: 0, generation: 41, instances: v3_spec.instances.clone() });
+        assert_eq!(s.store_id().unwrap(), 77);
+        assert_eq!(s.next_seq().unwrap(), 3);
+        assert_eq!(s.outbox().unwrap(), vec![event(2)]);
+        assert_eq!(s.restarts("t-1").unwrap(), Some(4));
+        assert!(s.has_module(&[1; 32]).unwrap());
+        assert_eq!(s.finished("t-1").unwrap(), None);
+        // Any protocol-4 controller's spec supersedes it, whatever its generation.
+        assert!(spec(1, [1; 32]).supersedes(Some(&migrated)));
+        drop(s);
+        // Opened again (now schema 4) the spec is read as is, not migrated twice.
+        assert_eq!(Store::open(dir.path()).unwrap().spec().unwrap(), Some(migrated));
+    }
+
+    #[test]
+    fn a_store_from_a_newer_agent_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join("agent.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert("schema_version", 99u32.to_le_bytes().as_slice()).unwrap();
+            txn.commit().unwrap();
+        }
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::Schema { found: 99 })));
     }
 }

@@ -3,10 +3,14 @@
 //! The runtime reports what happened ([`Supervisor::started`], [`Supervisor::exited`]); the supervisor answers
 //! whether and when to start again. Back-off starts at [`BACKOFF_START`], doubles per consecutive failure up to
 //! [`BACKOFF_MAX`], and resets once an instance has run for [`BACKOFF_RESET_AFTER`].
+//!
+//! A run-to-completion instance whose policy says not to start it again is [`Finished`]: that state is final,
+//! persisted by the core, and restored as it was ([`Supervisor::restore`]) when the agent starts again.
 
 use std::time::Duration;
 
 use edge_proto::{InstanceState, InstanceStatus, RestartPolicy};
+use serde::{Deserialize, Serialize};
 
 pub const BACKOFF_START: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -28,6 +32,17 @@ pub enum Exit {
 pub enum Decision {
     RestartAfter(Duration),
     Done,
+}
+
+/// How a run-to-completion instance ended for good (its restart policy said not to start it again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finished {
+    /// `Succeeded` or `Failed`.
+    pub state: InstanceState,
+    pub restarts: u32,
+    pub started_at_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +69,30 @@ impl Supervisor {
             reason: None,
             backoff: BACKOFF_START,
         }
+    }
+
+    /// An instance that ended for good in an earlier run of the agent: it reports exactly as it ended (state,
+    /// restart count, exit) and is never started again.
+    pub fn restore(id: String, policy: RestartPolicy, finished: &Finished) -> Supervisor {
+        Supervisor {
+            state: finished.state,
+            restarts: finished.restarts,
+            started_at_ms: finished.started_at_ms,
+            exit_code: finished.exit_code,
+            reason: finished.reason.clone(),
+            ..Supervisor::new(id, policy)
+        }
+    }
+
+    /// The final state, once the instance has ended for good.
+    pub fn finished(&self) -> Option<Finished> {
+        matches!(self.state, InstanceState::Succeeded | InstanceState::Failed).then(|| Finished {
+            state: self.state,
+            restarts: self.restarts,
+            started_at_ms: self.started_at_ms,
+            exit_code: self.exit_code,
+            reason: self.reason.clone(),
+        })
     }
 
     /// Waiting for something before the first start (e.g. the module download).
@@ -103,7 +142,7 @@ impl Supervisor {
 
     /// Counts a restart that is now beginning.
     pub fn restarting(&mut self) {
-        self.restarts += 1;
+        self.restarts = self.restarts.saturating_add(1);
         self.state = InstanceState::Starting;
     }
 
@@ -150,5 +189,24 @@ mod tests {
         assert_eq!(s.exited(&Exit::Code(3), Duration::ZERO), Decision::Done);
         assert_eq!(s.state, InstanceState::Failed);
         assert_eq!(s.status().exit_code, Some(3));
+    }
+
+    #[test]
+    fn a_finished_instance_is_restored_exactly_as_it_ended() {
+        let mut s = Supervisor::new("i".into(), RestartPolicy::Never);
+        assert_eq!(s.finished(), None);
+        s.restarts = 2;
+        s.started(7);
+        assert_eq!(s.finished(), None, "running is not final");
+        assert_eq!(s.exited(&Exit::Code(0), Duration::ZERO), Decision::Done);
+        let done = s.finished().expect("succeeded under never is final");
+        assert_eq!((done.state, done.restarts, done.exit_code), (InstanceState::Succeeded, 2, Some(0)));
+        let again = Supervisor::restore("i".into(), RestartPolicy::Never, &done);
+        assert_eq!(again.status(), s.status());
+        // Restart counters never wrap.
+        let mut s = Supervisor::new("i".into(), RestartPolicy::Always);
+        s.restarts = u32::MAX;
+        s.restarting();
+        assert_eq!(s.restarts, u32::MAX);
     }
 }

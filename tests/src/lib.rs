@@ -1,26 +1,35 @@
 //! Harness for end-to-end tests: real controllers, agents and brokers, in this process or as child processes.
 //!
-//! - [`free_port`]: a loopback port nobody listens on (for brokers, which cannot report a port-0 bind).
-//! - [`Mosquitto`]: a real Mosquitto child process, killed on drop.
+//! - [`ports`]: ports for brokers (which cannot report a port-0 bind) without a bind-then-release race:
+//!   picked outside the ephemeral range, and retried when the bind fails.
+//! - [`mosquitto`]: a real Mosquitto child process, killed on drop.
 //! - [`Fleet`]: a controller plus named agents, all in-process, each agent stoppable on its own.
 //! - [`Api`]: a small JSON client for the controller's HTTP API.
 //! - [`eventually`]: polls a condition until it holds or a deadline passes, then fails loudly.
 //! - [`proc`]: the real binaries as child processes (SIGKILL, restart on the same store).
 //! - [`proxy`]: a TCP proxy to cut one node off its broker and heal it.
-//! - [`wire`]: a test-side MQTT peer that drives one agent with exact specs.
+//! - [`wire`]: a test-side MQTT peer that drives one agent with exact specs (protocol 4, or 3).
+//! - [`node`]: a fake agent, protocol only, speaking protocol 4 or 3, that drives a controller with exact messages.
+//! - [`hostile`]: well-formed messages with extreme values, and a stranger that publishes anywhere.
 //! - [`sim`]: a fleet simulator (thousands of protocol-only nodes over a few MQTT connections).
 //! - [`scenario`]: fault and failover scenarios shared by tests and bench binaries.
 
+pub mod hostile;
+pub mod mosquitto;
+pub mod node;
+pub mod ports;
 pub mod proc;
 pub mod proxy;
 pub mod scenario;
 pub mod sim;
 pub mod wire;
 
+pub use mosquitto::Mosquitto;
+pub use ports::free_port;
+
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use edge_agent::AgentConfig;
@@ -37,11 +46,6 @@ pub fn examples() -> PathBuf {
 pub fn example(name: &str) -> Vec<u8> {
     let path = examples().join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// A free loopback port. The kernel picks it (bind to port 0); it is released for the broker to take.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
@@ -62,49 +66,6 @@ where
     }
 }
 
-/// A Mosquitto broker on a free loopback port, as a child process.
-pub struct Mosquitto {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    pub fn start() -> Mosquitto {
-        Mosquitto::start_on(free_port())
-    }
-
-    /// On a given port: a broker restarted where the fleet expects it.
-    pub fn start_on(port: u16) -> Mosquitto {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
-            .expect("write mosquitto.conf");
-        let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("mosquitto");
-        let child =
-            Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(
-                |e| panic!("cannot start mosquitto ({bin}): {e}; install it with apt-get install mosquitto"),
-            );
-        let m = Mosquitto { child, port, _dir: dir };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "mosquitto did not listen on {port} within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A controller and its agents, in this process.
 pub struct Fleet {
     pub dir: tempfile::TempDir,
@@ -117,15 +78,34 @@ pub struct Fleet {
 impl Fleet {
     /// A controller with its own embedded broker on a free port, and no agents yet.
     pub async fn embedded() -> Fleet {
-        let port = free_port();
-        Fleet::with_broker(BrokerMode::Embedded(SocketAddr::from(([127, 0, 0, 1], port)))).await
+        Fleet::embedded_with(|_| {}).await
+    }
+
+    /// [`Fleet::embedded`] with the controller's configuration adjusted by `tune`. The broker's port is picked by
+    /// [`ports::free_port`]; a port taken before the broker bound it fails the start, which is retried.
+    pub async fn embedded_with(tune: impl Fn(&mut ControllerConfig)) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (controller, broker) = ports::retry_on_bind_async(
+            "the controller's embedded broker",
+            |port| {
+                let broker = BrokerMode::Embedded(SocketAddr::from(([127, 0, 0, 1], port)));
+                let mut cfg = controller_config(dir.path(), broker.clone());
+                tune(&mut cfg);
+                async move { edge_controller::start(cfg).await.map(|c| (c, broker)) }
+            },
+            ports::broker_port_taken,
+        )
+        .await;
+        let api = Api::new(controller.api_addr);
+        Fleet { dir, controller: Some(controller), api, broker, agents: Vec::new() }
     }
 
     pub async fn with_broker(broker: BrokerMode) -> Fleet {
         Fleet::configured(broker, |_| {}).await
     }
 
-    /// With the controller's configuration adjusted by `tune` (timeouts, for example).
+    /// With the controller's configuration adjusted by `tune` (timeouts, for example). For an embedded broker,
+    /// prefer [`Fleet::embedded_with`], which retries when the port is taken.
     pub async fn configured(broker: BrokerMode, tune: impl Fn(&mut ControllerConfig)) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = controller_config(dir.path(), broker.clone());
@@ -222,6 +202,16 @@ impl Fleet {
     }
 }
 
+/// An embedded broker on its own (as an external broker would be), on a free port (another if that one was
+/// taken). rumqttd cannot be stopped: it lives until the test process exits.
+pub fn standalone_broker() -> (edge_controller::broker::EmbeddedBroker, u16) {
+    ports::retry_on_bind(
+        "an embedded broker",
+        |port| edge_controller::broker::start_embedded(([127, 0, 0, 1], port).into()).map(|b| (b, port)),
+        |e| matches!(e, edge_controller::broker::BrokerError::Bind { .. }),
+    )
+}
+
 fn controller_config(dir: &Path, broker: BrokerMode) -> ControllerConfig {
     let mut cfg = ControllerConfig::new(dir.join("controller"), SocketAddr::from(([127, 0, 0, 1], 0)), broker);
     cfg.node_timeout = Duration::from_secs(3);
@@ -252,6 +242,13 @@ impl Api {
         }
         let text = resp.text().await.ok()?;
         Some(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The status and body text of a `GET`; `None` when the controller cannot be reached.
+    pub async fn try_text(&self, path: &str) -> Option<(u16, String)> {
+        let resp = self.http.get(format!("{}{path}", self.base)).send().await.ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().await.ok()?))
     }
 
     pub async fn get(&self, path: &str) -> Value {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use edge_proto::{InstanceSpec, NodeSpec, RestartPolicy, Sha256};
 use serde_json::Value;
 
-use crate::proc::{agent_args, binary, controller_args, Proc};
-use crate::wire::Peer;
-use crate::{eventually, example, free_port, Api, Mosquitto};
+use crate::proc::{agent_args, binary, ControllerProc, Mqtt, Proc};
+use crate::wire::{Peer, PEER_ISSUER};
+use crate::{eventually, example, Api, Mosquitto};
 
 fn sha256(bytes: &[u8]) -> Sha256 {
     use sha2::Digest;
@@ -61,8 +61,11 @@ pub async fn crash_during_apply(trials: usize) -> CrashApply {
     let args = agent_args("crash", mosquitto.port, &data, &[]);
     let mut agent = Proc::spawn("agent", &bin, &args, dir.path());
     let ids = |g: u64| -> Vec<String> { (0..1 + g % 3).map(|i| format!("g{g}-{i}")).collect() };
-    let spec =
-        |g: u64| NodeSpec { generation: g, instances: ids(g).into_iter().map(|id| instance(id, sha, size)).collect() };
+    let spec = |g: u64| NodeSpec {
+        issuer: PEER_ISSUER,
+        generation: g,
+        instances: ids(g).into_iter().map(|id| instance(id, sha, size)).collect(),
+    };
     // Generation 1 is applied and running before the first kill (retained: the agent may subscribe later).
     peer.publish_spec(&spec(1), true).await;
     peer.heartbeat_where(Duration::from_secs(60), |h| h.applied_generation == 1 && h.instances.len() == 2).await;
@@ -119,7 +122,11 @@ pub async fn agent_restart_offline() -> Duration {
     let bin = binary("edge-agent");
     let args = agent_args("offline", mosquitto.port, &data, &[]);
     let mut agent = Proc::spawn("agent", &bin, &args, dir.path());
-    peer.publish_spec(&NodeSpec { generation: 1, instances: vec![instance("t-1".into(), sha, size)] }, true).await;
+    peer.publish_spec(
+        &NodeSpec { issuer: PEER_ISSUER, generation: 1, instances: vec![instance("t-1".into(), sha, size)] },
+        true,
+    )
+    .await;
     peer.heartbeat_where(Duration::from_secs(60), |h| {
         h.instances.iter().any(|i| i.state == edge_proto::InstanceState::Running)
     })
@@ -137,10 +144,11 @@ pub async fn agent_restart_offline() -> Duration {
 /// a crash-looping `hi` producing events. Used by the outage scenarios.
 pub struct ProcFleet {
     pub dir: tempfile::TempDir,
-    pub api_port: u16,
-    pub mqtt_port: u16,
+    /// The broker's port: the embedded one's (kept across controller restarts) or the external one's.
+    pub mqtt: Mqtt,
     pub controller: Option<Proc>,
     pub agents: Vec<Proc>,
+    /// The controller's API; a restarted controller listens on a new port and this follows it.
     pub api: Api,
     controller_extra: Vec<String>,
 }
@@ -149,22 +157,17 @@ impl ProcFleet {
     /// `broker`: `None` for the embedded broker, or the port of an external one.
     pub async fn start(agents: usize, broker: Option<u16>, controller_extra: &[&str]) -> ProcFleet {
         let dir = tempfile::tempdir().expect("tempdir");
-        let api_port = free_port();
-        let mqtt_port = broker.unwrap_or_else(free_port);
-        let mut extra: Vec<String> = controller_extra.iter().map(|s| s.to_string()).collect();
-        if broker.is_some() {
-            extra.extend(["--broker".to_string(), format!("mqtt://127.0.0.1:{mqtt_port}")]);
-        }
+        let extra: Vec<&str> = controller_extra.to_vec();
+        let c = ControllerProc::start("controller", &dir.path().join("controller"), broker, &extra, dir.path());
         let mut fleet = ProcFleet {
+            mqtt: c.mqtt,
+            api: Api::new(c.api),
+            controller: Some(c.proc),
             dir,
-            api_port,
-            mqtt_port,
-            controller: None,
             agents: Vec::new(),
-            api: Api::new(([127, 0, 0, 1], api_port).into()),
-            controller_extra: extra,
+            controller_extra: controller_extra.iter().map(|s| s.to_string()).collect(),
         };
-        fleet.start_controller().await;
+        fleet.wait_api().await;
         for i in 1..=agents {
             fleet.agents.push(fleet.spawn_agent(&format!("n{i}")));
         }
@@ -172,16 +175,21 @@ impl ProcFleet {
         fleet
     }
 
+    pub fn mqtt_port(&self) -> u16 {
+        self.mqtt.port()
+    }
+
+    /// Starts the controller again on the same store and broker port (after a kill).
     pub async fn start_controller(&mut self) {
         let data = self.dir.path().join("controller");
         let extra: Vec<&str> = self.controller_extra.iter().map(String::as_str).collect();
-        let mut args = controller_args(&data, self.api_port, self.mqtt_port, &extra);
-        if self.controller_extra.iter().any(|a| a == "--broker") {
-            // --broker and --mqtt-listen conflict.
-            let i = args.iter().position(|a| a == "--mqtt-listen").expect("flag");
-            args.drain(i..i + 2);
-        }
-        self.controller = Some(Proc::spawn("controller", &binary("edge-controller"), &args, self.dir.path()));
+        let c = ControllerProc::restart("controller", &data, self.mqtt, &extra, self.dir.path());
+        self.api = Api::new(c.api);
+        self.controller = Some(c.proc);
+        self.wait_api().await;
+    }
+
+    async fn wait_api(&self) {
         let api = self.api.clone();
         eventually(Duration::from_secs(30), "the controller's API", || {
             let api = api.clone();
@@ -191,7 +199,7 @@ impl ProcFleet {
     }
 
     pub fn spawn_agent(&self, node: &str) -> Proc {
-        let args = agent_args(node, self.mqtt_port, &self.dir.path().join(node), &[]);
+        let args = agent_args(node, self.mqtt_port(), &self.dir.path().join(node), &[]);
         Proc::spawn(node, &binary("edge-agent"), &args, self.dir.path())
     }
 
@@ -313,8 +321,8 @@ pub async fn controller_outage(agents: usize, outage: Duration) -> Outage {
 
 /// An external Mosquitto stopped for `outage`, then started again on the same port.
 pub async fn broker_outage(agents: usize, outage: Duration) -> Outage {
-    let port = free_port();
-    let mut mosquitto = Some(Mosquitto::start_on(port));
+    let mut mosquitto = Some(Mosquitto::start());
+    let port = mosquitto.as_ref().expect("mosquitto").port;
     let fleet = ProcFleet::start(agents, Some(port), &[]).await;
     let before = fleet.deploy_workloads().await;
     drop(mosquitto.take());
@@ -336,11 +344,10 @@ pub struct WriteStream {
 /// writes have been acknowledged; after a restart on the same store, counts acknowledged writes that are gone.
 pub async fn controller_kill_during_writes(total: usize, kill_after: usize) -> WriteStream {
     let dir = tempfile::tempdir().expect("tempdir");
-    let api_port = free_port();
-    let args = controller_args(&dir.path().join("controller"), api_port, free_port(), &[]);
-    let bin = binary("edge-controller");
-    let mut controller = Proc::spawn("controller", &bin, &args, dir.path());
-    let api = Api::new(([127, 0, 0, 1], api_port).into());
+    let data = dir.path().join("controller");
+    let c = ControllerProc::start("controller", &data, None, &[], dir.path());
+    let (mut controller, mqtt) = (c.proc, c.mqtt);
+    let api = Api::new(c.api);
     let ready = || {
         let api = api.clone();
         async move { api.try_get("/healthz").await.map(|_| ()) }
@@ -376,7 +383,8 @@ pub async fn controller_kill_during_writes(total: usize, kill_after: usize) -> W
         w.await.expect("writer");
     }
     let acked = acked.lock().expect("lock").clone();
-    let _controller = Proc::spawn("controller-again", &bin, &args, dir.path());
+    let again = ControllerProc::restart("controller-again", &data, mqtt, &[], dir.path());
+    let api = Api::new(again.api);
     let ready = || {
         let api = api.clone();
         async move { api.try_get("/healthz").await.map(|_| ()) }

@@ -1,6 +1,6 @@
-//! A fleet simulator: N lightweight nodes that speak the agent's protocol (hello, heartbeats, specs) without
-//! running anything, multiplexed over a few MQTT connections, so 1,000 or 10,000 nodes load a controller from
-//! one small machine. A simulated node announces itself, reports every instance of its spec as Running, and
+//! A fleet simulator: N lightweight nodes that speak the agent's protocol (protocol 4: hello, heartbeats, specs)
+//! without running anything, multiplexed over a few MQTT connections, so 1,000 or 10,000 nodes load a controller
+//! from one small machine. A simulated node announces itself, reports every instance of its spec as Running, and
 //! heartbeats at a fixed interval. It keeps no store and sends no events: it measures the control plane, not
 //! agents.
 
@@ -12,6 +12,10 @@ use std::time::Duration;
 use edge_proto::{Channel, EngineTarget, Heartbeat, Hello, InstanceState, InstanceStatus, Message, Resources, Topics};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
+
+/// The store id every simulated node announces (in hellos and heartbeats, protocol 4): it never changes, so its
+/// (absent) event numbering is never reset.
+const STORE_ID: u64 = 1;
 
 /// Per simulated node: the generation and instance ids of its last spec.
 type NodeSpecs = HashMap<String, (u64, Vec<String>)>;
@@ -27,6 +31,8 @@ pub struct SimConfig {
     /// Node names are `{prefix}-{index:05}`.
     pub prefix: String,
     pub capacity: Resources,
+    /// Labels every node announces besides its zone.
+    pub labels: Vec<(String, String)>,
 }
 
 impl SimConfig {
@@ -39,6 +45,7 @@ impl SimConfig {
             heartbeat: Duration::from_secs(2),
             prefix: "sim".into(),
             capacity: Resources { cpu_millis: 4000, memory_bytes: 4 << 30 },
+            labels: Vec::new(),
         }
     }
 }
@@ -79,8 +86,8 @@ async fn connection(
     let specs: Arc<Mutex<NodeSpecs>> = Arc::default();
     let (connected_tx, mut connected) = watch::channel(false);
     let poller = {
-        let (client, topics, nodes, specs, stats, capacity) =
-            (client.clone(), topics.clone(), nodes.clone(), specs.clone(), stats.clone(), cfg.capacity);
+        let (client, topics, nodes, specs, stats, cfg) =
+            (client.clone(), topics.clone(), nodes.clone(), specs.clone(), stats.clone(), cfg.clone());
         tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
@@ -101,7 +108,7 @@ async fn connection(
                             }
                             // The controller missed this node's Hello (dropped under load): say it again.
                             Ok(Message::HelloRequest) => {
-                                let hello = edge_proto::encode(&hello(&capacity, k));
+                                let hello = edge_proto::encode(&hello(&cfg, k));
                                 let topic = topics.node(node, Channel::Hello);
                                 let _ = client.try_publish(topic, QoS::AtLeastOnce, false, hello);
                             }
@@ -118,7 +125,7 @@ async fn connection(
         return;
     }
     for n in &nodes {
-        let payload = edge_proto::encode(&hello(&cfg.capacity, k));
+        let payload = edge_proto::encode(&hello(&cfg, k));
         let _ = client.publish(topics.node(n, Channel::Hello), QoS::AtLeastOnce, false, payload).await;
     }
     let started = edge_agent::clock::now_ms();
@@ -150,6 +157,7 @@ async fn connection(
                 last_event_seq: 0,
                 oldest_unacked_seq: 0,
                 last_outage: None,
+                store_id: STORE_ID,
             };
             let payload = edge_proto::encode(&Message::Heartbeat(hb));
             if client.publish(topics.node(n, Channel::Heartbeat), QoS::AtMostOnce, false, payload).await.is_err() {
@@ -162,16 +170,18 @@ async fn connection(
 }
 
 /// A simulated node's hello; nodes of connection `k` are in zone `z{k % 3}`.
-fn hello(capacity: &Resources, k: usize) -> Message {
+fn hello(cfg: &SimConfig, k: usize) -> Message {
+    let mut labels = vec![("zone".to_string(), format!("z{}", k % 3))];
+    labels.extend(cfg.labels.iter().cloned());
     Message::Hello(Hello {
         agent_version: "sim".into(),
         board: "sim".into(),
         arch: "sim".into(),
         engine: edge_engine::profile_for(EngineTarget::Aarch64, 4 << 30),
-        capacity: *capacity,
-        labels: vec![("zone".into(), format!("z{}", k % 3))],
+        capacity: cfg.capacity,
+        labels,
         applied_generation: 0,
-        store_id: 1,
+        store_id: STORE_ID,
         reserved: Resources::ZERO,
     })
 }

@@ -2,8 +2,14 @@
 //! serves modules (precompiled for the profile the agent asks for, like the controller) and collects the
 //! node's heartbeats and events. For tests that drive an agent with exact specs (e.g. crash-during-apply
 //! trials) or with deliberately bad artifacts ([`Serve`]), over a real broker.
+//!
+//! It speaks protocol 4 by default, or protocol 3 ([`Peer::speak`]): everything it publishes is written with
+//! `edge_proto::encode_for` for that version, and it records the version of every message it receives
+//! ([`Peer::versions_seen`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edge_proto::{
@@ -11,6 +17,9 @@ use edge_proto::{
 };
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
+
+/// The issuer id of every spec a test peer publishes (a controller's store would pick a random one).
+pub const PEER_ISSUER: u64 = 0x7e57;
 
 /// How the peer answers artifact requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +42,10 @@ pub struct Peer {
     node: String,
     heartbeats: watch::Receiver<Option<Heartbeat>>,
     events: watch::Receiver<Vec<Event>>,
+    /// The protocol version the peer writes in.
+    version: Arc<AtomicU16>,
+    /// Versions of the envelopes received.
+    seen: Arc<Mutex<BTreeSet<u16>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -54,6 +67,9 @@ impl Peer {
         let (ev_tx, events) = watch::channel(Vec::new());
         let (ready_tx, mut ready) = watch::channel(false);
         let (c, t, n) = (client.clone(), topics.clone(), node.to_string());
+        let version = Arc::new(AtomicU16::new(edge_proto::PROTOCOL_VERSION));
+        let seen: Arc<Mutex<BTreeSet<u16>>> = Arc::default();
+        let (v, seen_by_task) = (version.clone(), seen.clone());
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
@@ -67,6 +83,7 @@ impl Peer {
                     }
                     Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
                         let Ok(env) = edge_proto::decode(&p.payload) else { continue };
+                        seen_by_task.lock().expect("lock").insert(env.version);
                         match env.message {
                             Message::Heartbeat(h) => {
                                 hb_tx.send_replace(Some(h));
@@ -126,7 +143,8 @@ impl Peer {
                                     }
                                     None => ModuleReply::NotFound { module: r.module },
                                 };
-                                let payload = edge_proto::encode(&Message::ModuleReply(reply));
+                                let speak = v.load(Ordering::Relaxed);
+                                let payload = edge_proto::encode_for(speak, &Message::ModuleReply(reply));
                                 let _ =
                                     c.publish(t.node(&n, Channel::ModuleChunk), QoS::AtLeastOnce, false, payload).await;
                             }
@@ -142,7 +160,17 @@ impl Peer {
             .await
             .expect("test peer subscribed within 10 s")
             .expect("peer task alive");
-        Peer { client, topics, node: node.to_string(), heartbeats, events, task }
+        Peer { client, topics, node: node.to_string(), heartbeats, events, version, seen, task }
+    }
+
+    /// Writes everything from now on in protocol `version` (3 or 4), as a controller of that version would.
+    pub fn speak(&self, version: u16) {
+        self.version.store(version, Ordering::Relaxed);
+    }
+
+    /// The protocol versions of the messages received so far (a current agent writes only the current one).
+    pub fn versions_seen(&self) -> BTreeSet<u16> {
+        self.seen.lock().expect("lock").clone()
     }
 
     /// Waits for an event satisfying `pred`; panics after `timeout` with every event seen.
@@ -158,7 +186,7 @@ impl Peer {
 
     /// Publishes `spec` to the node (retained or not).
     pub async fn publish_spec(&self, spec: &NodeSpec, retain: bool) {
-        let payload = edge_proto::encode(&Message::Spec(spec.clone()));
+        let payload = edge_proto::encode_for(self.version.load(Ordering::Relaxed), &Message::Spec(spec.clone()));
         self.client
             .publish(self.topics.node(&self.node, Channel::Spec), QoS::AtLeastOnce, retain, payload)
             .await

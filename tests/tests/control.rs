@@ -2,11 +2,9 @@
 //! joins, and `stay` workloads that wait for their node. Real controller, agents, broker and wasmtime.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use edge_controller::BrokerMode;
-use edge_tests::{eventually, example, free_port, Api, Fleet};
+use edge_tests::{eventually, example, Api, Fleet};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -29,8 +27,7 @@ async fn wait_nodes(api: &Api, name: &str, want: &[&str]) -> Value {
 }
 
 async fn fleet(nodes: &[&str], tune: impl Fn(&mut edge_controller::ControllerConfig)) -> Fleet {
-    let broker = BrokerMode::Embedded(SocketAddr::from(([127, 0, 0, 1], free_port())));
-    let mut f = Fleet::configured(broker, tune).await;
+    let mut f = Fleet::embedded_with(tune).await;
     for n in nodes {
         f.start_agent(n);
     }

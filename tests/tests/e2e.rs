@@ -94,8 +94,7 @@ async fn invalid_modules_are_refused_and_nothing_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarting_the_controller_keeps_state_and_restarts_nothing() {
     // The broker runs on its own (as an external broker would), so the controller can stop and come back.
-    let port = edge_tests::free_port();
-    edge_controller::broker::start_embedded(([127, 0, 0, 1], port).into()).expect("broker");
+    let (_broker, port) = edge_tests::standalone_broker();
     let mut fleet = Fleet::with_broker(BrokerMode::External { host: "127.0.0.1".into(), port }).await;
     fleet.start_agent("node-a");
     fleet.start_agent("node-b");
@@ -141,13 +140,18 @@ async fn garbage_on_the_wire_changes_nothing() {
     fleet.api.deploy("tick", &sha, 1).await;
     let before = fleet.api.wait_running("tick", 1).await;
 
-    // A hostile client on the same broker.
+    // A hostile client on the same broker. It reads the node's retained spec first: a stale spec is one of the
+    // controller's own issuer at a generation the node already has (another issuer's spec would be applied:
+    // that is protocol 4's rule, tested in `hostile.rs`).
     let (host, port) = fleet.broker_addr();
+    let mut observer = edge_tests::node::FakeNode::connect(&host, port, "node-a", edge_proto::PROTOCOL_VERSION).await;
+    let (_, current) = observer.spec_where(Duration::from_secs(10), |s| !s.instances.is_empty()).await;
     let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("intruder", host, port), 64);
     let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let t = Topics::default();
-    let stale_spec = edge_proto::encode(&Message::Spec(NodeSpec { generation: 1, instances: vec![] }));
-    let wrong_kind = edge_proto::encode(&Message::Spec(NodeSpec { generation: 99, instances: vec![] }));
+    let stale = NodeSpec { issuer: current.issuer, generation: current.generation, instances: vec![] };
+    let stale_spec = edge_proto::encode(&Message::Spec(stale));
+    let wrong_kind = edge_proto::encode(&Message::Spec(NodeSpec { issuer: 1, generation: 99, instances: vec![] }));
     let mut future_version = wrong_kind.clone();
     future_version[0] = 9;
     let sends: Vec<(String, Vec<u8>)> = vec![
@@ -178,6 +182,7 @@ async fn garbage_on_the_wire_changes_nothing() {
     fleet.api.deploy("tock", &sha, 1).await;
     fleet.api.wait_running("tock", 1).await;
     poller.abort();
+    drop(observer);
     fleet.stop().await;
 }
 

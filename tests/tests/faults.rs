@@ -5,10 +5,9 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use edge_controller::BrokerMode;
 use edge_tests::proxy::Proxy;
 use edge_tests::scenario::{self, starts, ProcFleet};
-use edge_tests::{eventually, example, free_port, Fleet};
+use edge_tests::{eventually, example, Fleet};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -81,13 +80,12 @@ async fn a_controller_restart_restarts_nothing_and_loses_no_event() {
 /// partition heals: no lasting duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_node_stops_the_moved_replica_when_it_heals() {
-    let port = free_port();
-    let broker = BrokerMode::Embedded(SocketAddr::from(([127, 0, 0, 1], port)));
-    let mut fleet = Fleet::configured(broker, |c| {
+    let mut fleet = Fleet::embedded_with(|c| {
         c.node_timeout = Duration::from_secs(2);
         c.reschedule_after = Duration::from_secs(1);
     })
     .await;
+    let (_, port) = fleet.broker_addr();
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
     fleet.start_agent_at("cut", "127.0.0.1", proxy.port);
     fleet.start_agent("kept");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use edge_proto::{EngineTarget, EventKind, InstanceSpec, NodeSpec, RestartPolicy};
 use edge_tests::proc::{agent_args, binary, Proc};
 use edge_tests::scenario::instance;
-use edge_tests::wire::{Peer, Serve};
+use edge_tests::wire::{Peer, Serve, PEER_ISSUER};
 use edge_tests::{eventually, example, Fleet, Mosquitto};
 use serde_json::{json, Value};
 
@@ -133,6 +133,7 @@ async fn bad_artifacts_are_refused_with_a_clear_event_and_no_crash() {
         let args = agent_args("bad", mosquitto.port, &dir.path().join("agent"), &[]);
         let mut agent = Proc::spawn("agent", &binary("edge-agent"), &args, dir.path());
         let spec = NodeSpec {
+            issuer: PEER_ISSUER,
             generation: 1,
             instances: vec![InstanceSpec {
                 restart: RestartPolicy::Never,
@@ -151,6 +152,8 @@ async fn bad_artifacts_are_refused_with_a_clear_event_and_no_crash() {
         let since = edge_agent::clock::now_ms();
         peer.heartbeat_where(Duration::from_secs(10), |h| h.at_ms >= since).await;
         assert!(agent.is_running(), "{serve:?}: the agent died");
+        let current = std::collections::BTreeSet::from([edge_proto::PROTOCOL_VERSION]);
+        assert_eq!(peer.versions_seen(), current, "a current agent writes the current protocol");
         drop(peer);
         agent.kill9();
     }

@@ -20,7 +20,7 @@ use crate::store::Change;
 impl Cluster {
     /// One idempotent pass: replicas kept, pending instances placed, changed node specs committed and published.
     pub fn reconcile(&mut self) -> Result<(), ClusterError> {
-        self.reconcile_draining(&HashSet::new())
+        self.reconcile_with(&HashSet::new(), None)
     }
 
     /// Serves what agent messages left owed, once per batch of them: a pass if one is due, else a commit of the
@@ -67,7 +67,17 @@ impl Cluster {
 
     /// A pass that also moves reschedulable instances off `draining` nodes, as if those nodes were lost.
     pub(crate) fn reconcile_draining(&mut self, draining: &HashSet<String>) -> Result<(), ClusterError> {
-        let mut changed: Vec<String> = Vec::new();
+        self.reconcile_with(draining, None)
+    }
+
+    /// A pass that commits workload `write` whether or not its instances change (a deploy whose change is
+    /// not in its instances: a new workload of 0 replicas, another node-loss policy).
+    pub(crate) fn reconcile_writing(&mut self, write: &str) -> Result<(), ClusterError> {
+        self.reconcile_with(&HashSet::new(), Some(write))
+    }
+
+    fn reconcile_with(&mut self, draining: &HashSet<String>, write: Option<&str>) -> Result<(), ClusterError> {
+        let mut changed: Vec<String> = write.map(str::to_string).into_iter().collect();
         let taken: HashSet<String> =
             self.workloads.values().flat_map(|w| w.instances.iter().map(|i| i.id.clone())).collect();
         let mut new_id = unique_ids(taken);
@@ -89,7 +99,7 @@ impl Cluster {
             if replaced {
                 tracing::info!(workload = %key, "rescheduling instances off lost or drained nodes");
             }
-            if pruned || replaced {
+            if (pruned || replaced) && !changed.contains(key) {
                 changed.push(key.clone());
             }
         }

@@ -140,8 +140,9 @@ impl Cluster {
         self.counters.heartbeats += 1;
         let now = Instant::now();
         let was_ready = self.is_ready(node);
+        // Only instances placed on this node: another node's ids (or made-up ones) change nothing.
         let known: Vec<InstanceStatus> =
-            h.instances.into_iter().filter(|s| self.instance_index.contains_key(&s.id)).take(MAX_STATUSES).collect();
+            h.instances.into_iter().filter(|s| self.placed_on(&s.id, node)).take(MAX_STATUSES).collect();
         let record = self.nodes.get(node);
         let stale_store = record.is_some_and(|r| h.store_id != 0 && r.store_id != h.store_id);
         let live = self.live_mut(node);
@@ -215,7 +216,7 @@ impl Cluster {
                 }
                 ring.push_back(format!("{line} on {node}"));
             }
-            let known = self.instance_index.contains_key(&e.instance);
+            let known = self.placed_on(&e.instance, node);
             let live = self.live_mut(node);
             if live.recent_events.len() >= RECENT_EVENTS {
                 live.recent_events.pop_front();
@@ -288,6 +289,14 @@ impl Cluster {
                 self.logs.push(key, node, line);
             }
         }
+    }
+
+    /// Whether instance `id` is one of ours, bound to `node`.
+    fn placed_on(&self, id: &str, node: &str) -> bool {
+        self.instance_index
+            .get(id)
+            .and_then(|key| self.workloads.get(key))
+            .is_some_and(|w| w.instances.iter().any(|i| i.id == id && i.node.as_deref() == Some(node)))
     }
 
     /// Asks a node heard from without a (current) `Hello` to send one, at most every

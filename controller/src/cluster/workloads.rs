@@ -106,7 +106,7 @@ impl Cluster {
             }
         };
         self.workloads.insert(key.clone(), record);
-        if let Err(e) = self.reconcile() {
+        if let Err(e) = self.reconcile_writing(&key) {
             // Keep memory equal to the store: undo the change that could not be committed.
             match previous {
                 Some(w) => self.workloads.insert(key, w),

@@ -17,9 +17,9 @@ use edge_controller::model::{InstanceRecord, WorkloadRecord, WorkloadSpec};
 use edge_controller::scheduler::{NodeSlot, Snapshot};
 use edge_controller::store::{Change, Store};
 use edge_proto::Resources;
-use edge_tests::proc::{binary, controller_args, Proc};
+use edge_tests::proc::ControllerProc;
 use edge_tests::sim::{self, SimConfig, SimStats};
-use edge_tests::{eventually, free_port, scenario, Api};
+use edge_tests::{eventually, scenario, Api};
 
 const NODES: usize = 10_000;
 const WORKLOADS: usize = 1_000;
@@ -144,26 +144,13 @@ fn rss_kib(pid: u32) -> u64 {
 /// heartbeating faster than it can keep up with; reports heartbeats handled per second and RSS per node.
 async fn fleet(nodes: usize, external: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (api_port, mut mqtt_port) = (free_port(), free_port());
-    let mut args = vec!["-c".to_string(), "0".to_string(), binary("edge-controller").display().to_string()];
     let mosquitto = external.then(edge_tests::Mosquitto::start);
-    match &mosquitto {
-        Some(m) => {
-            mqtt_port = m.port;
-            let broker = format!("mqtt://127.0.0.1:{}", m.port);
-            args.extend([
-                "--data".to_string(),
-                dir.path().join("controller").display().to_string(),
-                "--api".into(),
-                format!("127.0.0.1:{api_port}"),
-                "--broker".into(),
-                broker,
-            ]);
-        }
-        None => args.extend(controller_args(&dir.path().join("controller"), api_port, mqtt_port, &[])),
-    }
-    let controller = Proc::spawn("controller", std::path::Path::new("/usr/bin/taskset"), &args, dir.path());
-    let api = Api::new(([127, 0, 0, 1], api_port).into());
+    let pinned = ["/usr/bin/taskset", "-c", "0"];
+    let data = dir.path().join("controller");
+    let c =
+        ControllerProc::start_via(&pinned, "controller", &data, mosquitto.as_ref().map(|m| m.port), &[], dir.path());
+    let (controller, mqtt_port) = (c.proc, c.mqtt.port());
+    let api = Api::new(c.api);
     let up = || {
         let api = api.clone();
         async move { api.try_get("/healthz").await.map(|_| ()) }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use edge_agent::runtime::Runtime;
 use edge_proto::{EngineProfile, InstanceSpec};
-use edge_tests::proc::{agent_args, binary, controller_args, Proc};
-use edge_tests::{example, free_port, Api};
+use edge_tests::proc::{agent_args, binary, ControllerProc, Proc};
+use edge_tests::{example, Api};
 use tokio::sync::mpsc;
 
 #[tokio::main]
@@ -117,20 +117,15 @@ async fn main() {
     );
 
     // 3. A real agent process.
-    let (api_port, mqtt_port) = (free_port(), free_port());
-    let controller = Proc::spawn(
-        "controller",
-        &binary("edge-controller"),
-        &controller_args(&dir.path().join("c"), api_port, mqtt_port, &[]),
-        dir.path(),
-    );
+    let c = ControllerProc::start("controller", &dir.path().join("c"), None, &[], dir.path());
+    let (controller, mqtt_port) = (c.proc, c.mqtt.port());
     let mut agent = Proc::spawn(
         "agent",
         &binary("edge-agent"),
         &agent_args("rss", mqtt_port, &dir.path().join("a"), &[]),
         dir.path(),
     );
-    let api = Api::new(([127, 0, 0, 1], api_port).into());
+    let api = Api::new(c.api);
     let deadline = Instant::now() + Duration::from_secs(30);
     while api.try_get("/v1/nodes").await.is_none_or(|n| n[0]["status"] != "Ready") {
         assert!(

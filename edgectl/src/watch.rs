@@ -235,6 +235,7 @@ mod tests {
             exit_code: None,
             reason: None,
             ready,
+            revision: 0,
         }
     }
 

@@ -22,8 +22,9 @@
 //!
 //! Order: the fleet joins, the workloads are deployed and reported Running; the simulator stops (the owner's
 //! queue drains) and the reads are measured without load; the simulator starts again (every node says hello
-//! again) and reads then deploys are measured under load; the simulator stops and deploys are measured without
-//! load.
+//! again; measuring starts once heartbeats are handled at the offered rate) and reads then deploys are measured
+//! under load, each series noting the heartbeat rate the controller kept up with; the simulator stops and deploys
+//! are measured without load.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

@@ -15,6 +15,7 @@
 //! - [`scenario`]: fault and failover scenarios shared by tests and bench binaries.
 
 pub mod hostile;
+pub mod measure;
 pub mod mosquitto;
 pub mod node;
 pub mod ports;

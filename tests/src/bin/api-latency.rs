@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use edge_controller::{BrokerMode, ControllerConfig};
+use edge_tests::measure::{loadavg, pct, timed_get};
 use edge_tests::sim::{self, SimConfig, SimStats};
 use edge_tests::{example, Api, Mosquitto};
 use serde_json::{json, Value};
@@ -226,8 +227,8 @@ async fn bench(opts: &Options, api_addr: std::net::SocketAddr, sim_rt: &Handle, 
     // Warm-up reads (connection, allocator); not counted. The set-up deploys above warmed the write path, and a
     // warm-up deploy here would start rollouts that change what the reads return.
     for _ in 0..20 {
-        get(&http, &list).await?;
-        get(&http, &one).await?;
+        timed_get(&http, &list).await?;
+        timed_get(&http, &one).await?;
     }
     let mut rows = Vec::new();
     let (list_idle, listed_idle) = reads(&http, &list, opts.samples).await?;
@@ -310,25 +311,12 @@ impl Writer {
     }
 }
 
-/// One GET: its time (to the last byte of the body) and the body.
-async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<(Duration, Vec<u8>)> {
-    let t = Instant::now();
-    let resp = http.get(url).send().await?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    let took = t.elapsed();
-    if !status.is_success() {
-        bail!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body));
-    }
-    Ok((took, body.to_vec()))
-}
-
 /// `n` GETs of `url`: their times, sorted, and the instances and bytes of the last body.
 async fn reads(http: &reqwest::Client, url: &str, n: usize) -> anyhow::Result<(Vec<Duration>, (usize, usize))> {
     let mut samples = Vec::with_capacity(n);
     let mut last = Vec::new();
     for _ in 0..n {
-        let (took, body) = get(http, url).await?;
+        let (took, body) = timed_get(http, url).await?;
         samples.push(took);
         last = body;
     }
@@ -470,17 +458,6 @@ async fn wait_quiet(api: &Api) -> anyhow::Result<()> {
     }
 }
 
-/// Nearest-rank percentile of sorted samples.
-fn pct(sorted: &[Duration], q: f64) -> Duration {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn loadavg() -> String {
-    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

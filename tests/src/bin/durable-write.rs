@@ -36,6 +36,7 @@ use edge_controller::model::NamespaceRecord;
 use edge_controller::store::{Change, Store};
 use edge_controller::{BrokerMode, ControllerConfig, Running};
 use edge_tests::free_port;
+use edge_tests::measure::{loadavg, pct, timed_get};
 use serde_json::json;
 
 /// The goal: our p50 at most this fraction of etcd's.
@@ -332,15 +333,7 @@ fn name(i: usize) -> String {
 }
 
 async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    let resp = http.get(url).send().await?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    let took = t.elapsed();
-    if !status.is_success() {
-        bail!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body));
-    }
-    Ok(took)
+    Ok(timed_get(http, url).await?.0)
 }
 
 /// Creates namespace `ns-{i}`: one durable commit before the answer.
@@ -484,19 +477,8 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Nearest-rank percentile of sorted samples.
-fn pct(sorted: &[Duration], q: f64) -> Duration {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
-fn loadavg() -> String {
-    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

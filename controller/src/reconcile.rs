@@ -187,12 +187,21 @@ pub fn node_specs<'a>(
     workloads: impl IntoIterator<Item = &'a WorkloadRecord>,
     module_size: impl Fn(&str) -> Option<u64>,
 ) -> BTreeMap<String, Vec<InstanceSpec>> {
+    node_specs_on(workloads, module_size, |_| true)
+}
+
+/// As [`node_specs`], for the nodes `wanted` accepts only (a pass that touched few nodes derives only theirs).
+pub fn node_specs_on<'a>(
+    workloads: impl IntoIterator<Item = &'a WorkloadRecord>,
+    module_size: impl Fn(&str) -> Option<u64>,
+    wanted: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Vec<InstanceSpec>> {
     let mut out: BTreeMap<String, Vec<InstanceSpec>> = BTreeMap::new();
     for w in workloads {
         let Some(module) = decode_sha(&w.spec.module) else { continue };
         let size = module_size(&w.spec.module).unwrap_or(0);
         for i in &w.instances {
-            let Some(node) = &i.node else { continue };
+            let Some(node) = i.node.as_ref().filter(|n| wanted(n)) else { continue };
             out.entry(node.clone()).or_default().push(InstanceSpec {
                 id: i.id.clone(),
                 namespace: w.namespace.clone(),

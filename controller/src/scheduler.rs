@@ -176,6 +176,9 @@ pub struct Snapshot {
     zones: HashMap<String, Vec<u32>>,
     /// Replicas per workload key and node index (few entries per workload: quick to consult for every node).
     by_workload: HashMap<String, IndexMap>,
+    /// Every booking made through the snapshot, per workload key: node index and request, so a workload's
+    /// bookings can be taken back ([`Snapshot::unbook_workload`]) when one workload is reconciled alone.
+    bookings: HashMap<String, Vec<(usize, Resources)>>,
     /// Where the next placement starts scanning.
     cursor: usize,
 }
@@ -242,6 +245,46 @@ impl Snapshot {
             }
         }
         *self.by_workload.entry(workload.to_string()).or_default().entry(i).or_default() += 1;
+        self.bookings.entry(workload.to_string()).or_default().push((i, request));
+    }
+
+    /// Takes back every booking of `workload` made through this snapshot ([`Snapshot::book`] and placements),
+    /// as if it had none: a pass that reconciles one workload books its instances again afterwards. Replica
+    /// counts a [`NodeSlot`] brought with it are not bookings of the snapshot and stay.
+    pub fn unbook_workload(&mut self, workload: &str) {
+        let Some(bookings) = self.bookings.remove(workload) else { return };
+        for (i, request) in bookings {
+            let node = &mut self.nodes[i];
+            node.allocated = node.allocated.saturating_sub(request);
+            if let Some(count) = node.replicas.get_mut(workload) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    node.replicas.remove(workload);
+                }
+            }
+            if let (Some(z), Some(counts)) = (self.zone_of[i], self.zones.get_mut(workload)) {
+                counts[z as usize] = counts[z as usize].saturating_sub(1);
+            }
+            if let Some(on_nodes) = self.by_workload.get_mut(workload) {
+                if let Some(count) = on_nodes.get_mut(&i) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        on_nodes.remove(&i);
+                    }
+                }
+            }
+        }
+        if self.by_workload.get(workload).is_some_and(|m| m.is_empty()) {
+            self.by_workload.remove(workload);
+        }
+        if self.zones.get(workload).is_some_and(|z| z.iter().all(|c| *c == 0)) {
+            self.zones.remove(workload);
+        }
+    }
+
+    /// Names of the nodes `workload` is booked on through this snapshot (with repeats).
+    pub fn booked_nodes(&self, workload: &str) -> impl Iterator<Item = &str> {
+        self.bookings.get(workload).into_iter().flatten().map(|(i, _)| self.nodes[*i].name.as_str())
     }
 
     /// Places one replica of `workload` needing `request` on any node, books it, and returns the node's name.
@@ -360,202 +403,4 @@ impl Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIB: u64 = 1 << 20;
-
-    fn res(cpu: u32, mem_mib: u64) -> Resources {
-        Resources { cpu_millis: cpu, memory_bytes: mem_mib * MIB }
-    }
-
-    #[test]
-    fn nodes_whose_engine_cannot_run_the_module_are_filtered_and_counted() {
-        let mut s = Snapshot::new(vec![
-            NodeSlot::new("armv7", res(1000, 100)).with_engine(Some("p32".into())),
-            NodeSlot::new("pi5", res(1000, 100)).with_engine(Some("a64".into())),
-            NodeSlot::new("old", res(1000, 100)),
-        ]);
-        let none = BTreeMap::new();
-        let cannot = ["p32".to_string()];
-        for _ in 0..4 {
-            assert_ne!(s.place_on("ns/w", res(10, 1), &none, &cannot).unwrap(), "armv7");
-        }
-        let cannot = ["p32".to_string(), "a64".to_string()];
-        let mut s = Snapshot::new(vec![
-            NodeSlot::new("armv7", res(1000, 100)).with_engine(Some("p32".into())),
-            NodeSlot::new("pi5", res(1000, 100)).with_engine(Some("a64".into())),
-        ]);
-        let err = s.place_on("ns/w", res(10, 1), &none, &cannot).unwrap_err();
-        assert_eq!(err.reason, "0/2 nodes available: 2 cannot run the module on their engine");
-    }
-
-    #[test]
-    fn spreads_replicas_over_equal_nodes() {
-        let mut s = Snapshot::new(vec![NodeSlot::new("b", res(2000, 1024)), NodeSlot::new("a", res(2000, 1024))]);
-        let first = s.place("ns/w", res(100, 10)).unwrap();
-        let second = s.place("ns/w", res(100, 10)).unwrap();
-        assert_eq!(first, "a", "ties break by name");
-        assert_eq!(second, "b", "the second replica goes to the other node");
-        assert_eq!(s.place("ns/w", res(100, 10)).unwrap(), "a");
-    }
-
-    #[test]
-    fn prefers_the_least_allocated_node() {
-        let mut s = Snapshot::new(vec![NodeSlot::new("a", res(2000, 1024)), NodeSlot::new("b", res(2000, 1024))]);
-        s.node_mut("a").unwrap().book("ns/other", res(1000, 512));
-        assert_eq!(s.place("ns/w", res(100, 10)).unwrap(), "b");
-    }
-
-    #[test]
-    fn never_overcommits_and_explains_why() {
-        let mut s = Snapshot::new(vec![
-            NodeSlot::new("a", res(1000, 100)),
-            NodeSlot::new("b", res(1000, 100)),
-            NodeSlot::new("c", res(1000, 100)),
-        ]);
-        s.node_mut("c").unwrap().blocker = Some(Blocker::Cordoned);
-        assert!(s.place("ns/w", res(100, 60)).is_ok());
-        assert!(s.place("ns/w", res(100, 60)).is_ok());
-        let err = s.place("ns/w", res(100, 60)).unwrap_err();
-        assert_eq!(err.reason, "0/3 nodes available: 1 cordoned, 2 insufficient memory");
-        for n in &s.nodes {
-            assert!(n.allocatable.fits(n.allocated), "{} over-committed", n.name);
-        }
-        let err = s.place("ns/w", res(5000, 1)).unwrap_err();
-        assert_eq!(err.reason, "0/3 nodes available: 1 cordoned, 2 insufficient cpu");
-        assert_eq!(Snapshot::default().place("x", res(1, 1)).unwrap_err().reason, "0/0 nodes available");
-    }
-
-    #[test]
-    fn selectors_filter_and_zones_spread_first() {
-        let label = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-        };
-        let mut s = Snapshot::new(vec![
-            NodeSlot::new("a1", res(4000, 1024)).with_labels(label(&[("zone", "a"), ("board", "rpi-4")])),
-            NodeSlot::new("a2", res(4000, 1024)).with_labels(label(&[("zone", "a"), ("board", "rpi-4")])),
-            NodeSlot::new("b1", res(4000, 1024)).with_labels(label(&[("zone", "b"), ("board", "rpi-4")])),
-            NodeSlot::new("c1", res(4000, 1024)).with_labels(label(&[("board", "rpi-5")])),
-        ]);
-        let pi4 = label(&[("board", "rpi-4")]);
-        // Zone a holds two nodes, zone b one: the second replica still goes to zone b.
-        assert_eq!(s.place_matching("ns/w", res(10, 1), &pi4).unwrap(), "a1");
-        assert_eq!(s.place_matching("ns/w", res(10, 1), &pi4).unwrap(), "b1");
-        assert_eq!(s.place_matching("ns/w", res(10, 1), &pi4).unwrap(), "a2");
-        let err = s.place_matching("ns/w", res(10, 1), &label(&[("board", "esp32")])).unwrap_err();
-        assert_eq!(err.reason, "0/4 nodes available: 4 didn't match node selector");
-    }
-
-    #[test]
-    fn large_clusters_sample_but_never_overcommit_and_spread_evenly() {
-        assert_eq!(sample_size(100), 100);
-        assert_eq!(sample_size(1_000), 420);
-        assert_eq!(sample_size(10_000), 500);
-        let mut s = Snapshot::new((0..2_000).map(|i| NodeSlot::new(format!("n{i:05}"), res(1000, 100))).collect());
-        for _ in 0..4_000 {
-            s.place("ns/w", res(400, 40)).unwrap();
-        }
-        assert!(s.nodes.iter().all(|n| n.replicas.get("ns/w") == Some(&2)), "two replicas on every node");
-        // Full: the next one is refused with every node counted.
-        let err = s.place("ns/w", res(400, 40)).unwrap_err();
-        assert_eq!(err.reason, "0/2000 nodes available: 2000 insufficient memory");
-    }
-
-    #[test]
-    fn not_ready_nodes_take_nothing() {
-        let mut s = Snapshot::new(vec![NodeSlot::new("a", res(1000, 100))]);
-        s.nodes[0].blocker = Some(Blocker::NotReady);
-        assert_eq!(s.place("ns/w", res(1, 1)).unwrap_err().reason, "0/1 nodes available: 1 not ready");
-    }
-
-    use proptest::prelude::*;
-
-    fn node_strategy() -> impl Strategy<Value = NodeSlot> {
-        (500u32..4500, 64u64..4160, 0u8..10, 0u8..3, 0u8..3).prop_map(|(cpu, mem, blocked, zone, board)| {
-            let mut labels = BTreeMap::new();
-            labels.insert("zone".to_string(), format!("z{zone}"));
-            labels.insert("board".to_string(), format!("b{board}"));
-            let mut slot = NodeSlot::new("", res(cpu, mem)).with_labels(labels);
-            slot.blocker = match blocked {
-                0 => Some(Blocker::NotReady),
-                1 => Some(Blocker::Cordoned),
-                _ => None,
-            };
-            slot
-        })
-    }
-
-    fn cluster_strategy() -> impl Strategy<Value = Snapshot> {
-        prop::collection::vec(node_strategy(), 1..40).prop_map(|mut nodes| {
-            for (i, n) in nodes.iter_mut().enumerate() {
-                n.name = format!("n{i:02}");
-            }
-            Snapshot::new(nodes)
-        })
-    }
-
-    /// (workload, request, selector on `board`).
-    fn requests_strategy() -> impl Strategy<Value = Vec<(String, Resources, Option<u8>)>> {
-        prop::collection::vec(
-            (0u8..5, 0u32..1500, 0u64..1024, prop::option::of(0u8..4))
-                .prop_map(|(w, cpu, mem, board)| (format!("ns/w{w}"), res(cpu, mem), board)),
-            0..60,
-        )
-    }
-
-    fn selector(board: Option<u8>) -> BTreeMap<String, String> {
-        board.map(|b| BTreeMap::from([("board".to_string(), format!("b{b}"))])).unwrap_or_default()
-    }
-
-    proptest! {
-        #[test]
-        fn never_overcommits_respects_selectors_and_is_deterministic(
-            base in cluster_strategy(),
-            requests in requests_strategy(),
-        ) {
-            let run = |mut snap: Snapshot| {
-                let placed: Vec<Result<String, Unschedulable>> =
-                    requests.iter().map(|(w, r, b)| snap.place_matching(w, *r, &selector(*b))).collect();
-                (snap, placed)
-            };
-            let (snap, placed) = run(base.clone());
-            let (_, again) = run(base.clone());
-            prop_assert_eq!(&placed, &again, "same input, same output");
-            for node in &snap.nodes {
-                prop_assert!(node.allocatable.fits(node.allocated), "{} over-committed", node.name);
-                if node.blocker.is_some() {
-                    prop_assert!(node.replicas.is_empty(), "{} is blocked but got replicas", node.name);
-                }
-            }
-            for ((_, r, b), p) in requests.iter().zip(&placed) {
-                match p {
-                    Ok(name) => {
-                        let node = snap.nodes.iter().find(|n| &n.name == name).unwrap();
-                        prop_assert!(node.matches(&selector(*b)), "{} does not match the selector", name);
-                    }
-                    Err(e) => {
-                        let prefix = format!("0/{} nodes available", snap.nodes.len());
-                        prop_assert!(e.reason.starts_with(&prefix), "{}", e.reason);
-                        // Nothing open, matching and with room existed (free space only shrinks afterwards).
-                        prop_assert!(snap.nodes.iter().all(|n| n.blocker.is_some()
-                            || !n.matches(&selector(*b))
-                            || !n.free().fits(*r)));
-                    }
-                }
-            }
-        }
-
-        #[test]
-        fn replicas_spread_evenly_over_equal_nodes_prop(nodes in 1usize..12, replicas in 0usize..40) {
-            let mut s =
-                Snapshot::new((0..nodes).map(|i| NodeSlot::new(format!("n{i}"), res(100_000, 100_000))).collect());
-            for _ in 0..replicas {
-                s.place("ns/w", res(10, 10)).unwrap();
-            }
-            let counts: Vec<u32> = s.nodes.iter().map(|n| n.replicas.get("ns/w").copied().unwrap_or(0)).collect();
-            let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-            prop_assert!(max - min <= 1, "{} nodes, {} replicas: {:?}", nodes, replicas, counts);
-        }
-    }
-}
+mod tests;

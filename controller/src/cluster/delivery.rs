@@ -42,6 +42,8 @@ impl Cluster {
             built_ms: now_ms(),
         };
         let bytes = result.ok().map(Arc::new);
+        // Which engines cannot run which module may have changed: the next pass builds its snapshot afresh.
+        self.sched = None;
         if let Err(e) = self.store.put_artifact(&record, bytes.as_deref().map(|b| b.as_slice())) {
             // Still serve what was built; it is compiled again after a restart.
             tracing::error!(error = %e, "cannot store an artifact");

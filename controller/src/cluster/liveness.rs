@@ -62,6 +62,19 @@ impl Liveness {
         self.not_ready_since(p, now).is_some_and(|t| now.saturating_duration_since(t) >= p.reschedule_after)
     }
 
+    /// The next instant at which, without any new message, this node's Ready or lost status changes by the
+    /// passing of time alone: a Ready node goes NotReady when its silence reaches `node_timeout`, a NotReady
+    /// one is lost `reschedule_after` later. `None` once it is lost (only a message changes it then).
+    pub fn next_change(&self, p: &Policy, now: Instant) -> Option<Instant> {
+        match self.not_ready_since(p, now) {
+            None => self.last_heard.map(|t| t + p.node_timeout),
+            Some(since) => {
+                let lost_at = since + p.reschedule_after;
+                (lost_at > now).then_some(lost_at)
+            }
+        }
+    }
+
     /// The Ready condition's status and reason, worded for `edgectl describe node`. `known`: whether the node
     /// has been heard from at all since the controller started.
     pub fn condition(&self, p: &Policy, now: Instant, known: bool) -> (bool, String) {
@@ -125,6 +138,23 @@ mod tests {
         assert!(!l.is_lost(&p, t0 + Duration::from_secs(35)));
         assert!(l.is_lost(&p, t0 + Duration::from_secs(36)));
         assert_eq!(l.condition(&p, t0, false).1, "not heard from since the controller started");
+    }
+
+    #[test]
+    fn the_next_change_is_when_time_alone_moves_it_to_not_ready_then_lost() {
+        let t0 = Instant::now();
+        let p = policy(t0);
+        let mut l = Liveness::default();
+        // Never heard: NotReady from the grace's end, lost reschedule_after later.
+        assert_eq!(l.next_change(&p, t0), Some(t0 + Duration::from_secs(36)));
+        l.heard(t0 + Duration::from_secs(1));
+        let not_ready = l.next_change(&p, t0 + Duration::from_secs(2)).unwrap();
+        assert_eq!(not_ready, t0 + Duration::from_secs(7));
+        assert!(l.is_ready(&p, not_ready - Duration::from_millis(1)) && !l.is_ready(&p, not_ready));
+        let lost = l.next_change(&p, not_ready).unwrap();
+        assert_eq!(lost, t0 + Duration::from_secs(37));
+        assert!(!l.is_lost(&p, lost - Duration::from_millis(1)) && l.is_lost(&p, lost));
+        assert_eq!(l.next_change(&p, lost), None);
     }
 
     #[test]

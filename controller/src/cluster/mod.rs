@@ -167,8 +167,14 @@ pub struct Cluster {
     /// Ready and lost nodes as of the last reconcile pass; the periodic tick reconciles when they change.
     last_ready: BTreeSet<String>,
     last_lost: BTreeSet<String>,
-    /// A pass is owed: an agent message changed something a pass acts on, or a pass failed.
+    /// A full pass is owed: an agent message changed something a pass acts on, or a pass failed.
     dirty: bool,
+    /// The first instant at which some node's readiness (Ready, NotReady, lost) may change by time alone, as of
+    /// the last look at the fleet; until then the tick need not look again.
+    liveness_due: Instant,
+    /// The scheduler's view as the last pass left it, for scoped passes (`pass.rs`); `None` when a node's
+    /// resources, labels or engine changed since, or an artifact build finished (then the next pass is full).
+    sched: Option<crate::scheduler::Snapshot>,
     /// Where each workload's rollout stood after the last pass.
     pub(crate) rollouts: HashMap<String, Rollout>,
     publish: UnboundedSender<Publish>,
@@ -233,6 +239,8 @@ impl Cluster {
             last_ready: BTreeSet::new(),
             last_lost: BTreeSet::new(),
             dirty: false,
+            liveness_due: Instant::now(),
+            sched: None,
             rollouts: HashMap::new(),
             publish,
             workloads,
@@ -264,11 +272,6 @@ impl Cluster {
 
     pub(crate) fn is_ready(&self, node: &str) -> bool {
         self.live.get(node).is_some_and(|l| l.liveness.is_ready(&self.policy, Instant::now()))
-    }
-
-    pub(crate) fn is_lost(&self, node: &str) -> bool {
-        let now = Instant::now();
-        self.live.get(node).map_or(Liveness::default(), |l| l.liveness).is_lost(&self.policy, now)
     }
 
     /// The live state of `node`, created on first contact with the persisted event watermark.

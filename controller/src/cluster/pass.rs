@@ -4,6 +4,19 @@
 //! A pass: scale and roll out each workload, replace instances on lost or drained nodes, place pending ones,
 //! derive every node's spec, give each changed spec the next generation, commit all of it in one transaction,
 //! then publish. Only nodes whose instance list changed are hashed and published.
+//!
+//! **Two sizes of pass.** A *full* pass reconciles every workload against a scheduler snapshot built afresh
+//! from every node; it runs when the fleet changed (a node became Ready, NotReady or lost, said hello with new
+//! resources, was cordoned, drained or labelled) or agent messages left work owed. A *scoped* pass
+//! ([`Cluster::reconcile_only`]) reconciles a few workloads (a deploy, a delete, the rollouts under way) against
+//! the snapshot the last pass left, after taking back those workloads' bookings, and derives the specs of only
+//! the nodes those workloads were or are on: its cost follows the workloads it touches, not the fleet's size.
+//!
+//! **Invariant** (what makes a scoped pass equal to a full one): between passes, the kept snapshot books
+//! exactly the bound instances of every workload, and its nodes' readiness and resources are current. Anything
+//! that could break this drops the snapshot (`sched = None`) or marks the cluster dirty, and a scoped pass then
+//! runs as a full one; so does a scoped pass once `liveness_due` (the first instant some node's readiness
+//! changes by time alone) has passed.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
@@ -11,14 +24,22 @@ use std::time::Instant;
 use edge_proto::{Channel, Message, NodeSpec};
 use sha2::{Digest, Sha256};
 
+use super::liveness::Liveness;
 use super::{unique_ids, Cluster, ClusterError};
 use crate::model::NodeRecord;
 use crate::reconcile::{self, Readiness, Rollout};
-use crate::scheduler::{Blocker, NodeSlot};
+use crate::scheduler::{Blocker, NodeSlot, Snapshot};
 use crate::store::Change;
 
+/// Which nodes a pass derives specs for.
+enum Nodes<'a> {
+    All,
+    Only(&'a BTreeSet<String>),
+}
+
 impl Cluster {
-    /// One idempotent pass: replicas kept, pending instances placed, changed node specs committed and published.
+    /// One idempotent full pass: replicas kept, pending instances placed, changed node specs committed and
+    /// published.
     pub fn reconcile(&mut self) -> Result<(), ClusterError> {
         self.reconcile_with(&HashSet::new(), None)
     }
@@ -37,16 +58,27 @@ impl Cluster {
         }
     }
 
-    /// Periodic work: a pass when a node became Ready, NotReady or lost since the last one, or a rollout is
-    /// under way (cheap otherwise, so it runs often and notices a lost node promptly).
+    /// Periodic work: a full pass when a node became Ready, NotReady or lost since the last one, a scoped pass
+    /// over the rollouts under way, else what [`Cluster::flush`] does. Cheap when nothing is due: the fleet is
+    /// looked at only once `liveness_due` has passed, not on every tick.
     pub fn tick(&mut self) {
-        let ready: BTreeSet<String> = self.nodes.keys().filter(|n| self.is_ready(n)).cloned().collect();
-        let lost: BTreeSet<String> = self.nodes.keys().filter(|n| self.is_lost(n)).cloned().collect();
-        let rolling = self.rollouts.values().any(|r| *r != Rollout::Complete);
-        if self.dirty || rolling || ready != self.last_ready || lost != self.last_lost {
-            self.dirty = true;
+        let now = Instant::now();
+        if !self.dirty && now >= self.liveness_due {
+            let (ready, lost, due) = self.liveness_now(now);
+            if ready != self.last_ready || lost != self.last_lost {
+                self.dirty = true;
+            } else {
+                self.liveness_due = due;
+            }
         }
-        self.flush();
+        let rolling: BTreeSet<String> =
+            self.rollouts.iter().filter(|(_, r)| **r != Rollout::Complete).map(|(k, _)| k.clone()).collect();
+        if self.dirty || rolling.is_empty() {
+            return self.flush();
+        }
+        if let Err(e) = self.reconcile_only(&rolling, None) {
+            tracing::error!(error = %e, "reconcile pass failed; the next tick tries again");
+        }
     }
 
     /// Commits node records changed in memory, then releases what waited for them.
@@ -70,36 +102,41 @@ impl Cluster {
         self.reconcile_with(draining, None)
     }
 
-    /// A pass that commits workload `write` whether or not its instances change (a deploy whose change is
-    /// not in its instances: a new workload of 0 replicas, another node-loss policy).
-    pub(crate) fn reconcile_writing(&mut self, write: &str) -> Result<(), ClusterError> {
-        self.reconcile_with(&HashSet::new(), Some(write))
+    /// Ready and lost nodes at `now`, and the first instant after it at which either set changes by time alone.
+    fn liveness_now(&self, now: Instant) -> (BTreeSet<String>, BTreeSet<String>, Instant) {
+        let (mut ready, mut lost) = (BTreeSet::new(), BTreeSet::new());
+        // Past every deadline a pass could care about: only a message changes a lost node.
+        let mut due = now + self.policy.node_timeout + self.policy.reschedule_after;
+        for name in self.nodes.keys() {
+            let l = self.live.get(name).map_or(Liveness::default(), |l| l.liveness);
+            if l.is_ready(&self.policy, now) {
+                ready.insert(name.clone());
+            } else if l.is_lost(&self.policy, now) {
+                lost.insert(name.clone());
+            }
+            if let Some(t) = l.next_change(&self.policy, now) {
+                due = due.min(t);
+            }
+        }
+        (ready, lost, due)
     }
 
+    /// A full pass, also moving instances off `draining` nodes; commits workload `write` whether or not its
+    /// instances change.
     fn reconcile_with(&mut self, draining: &HashSet<String>, write: Option<&str>) -> Result<(), ClusterError> {
         let mut changed: Vec<String> = write.map(str::to_string).into_iter().collect();
-        let taken: HashSet<String> =
-            self.workloads.values().flat_map(|w| w.instances.iter().map(|i| i.id.clone())).collect();
-        let mut new_id = unique_ids(taken);
-        self.last_ready = self.nodes.keys().filter(|n| self.is_ready(n)).cloned().collect();
-        self.last_lost = self.nodes.keys().filter(|n| self.is_lost(n)).cloned().collect();
+        let mut new_id = self.id_generator();
+        let now = Instant::now();
+        let (ready, lost, due) = self.liveness_now(now);
+        (self.last_ready, self.last_lost, self.liveness_due) = (ready, lost, due);
         let lost: HashSet<String> = self.last_lost.iter().chain(draining).cloned().collect();
-        let readiness = self.readiness();
-        let ready_of = |id: &str| readiness.get(id).copied().unwrap_or(Readiness::NotYet);
+        let all: Vec<String> = self.workloads.keys().cloned().collect();
+        let readiness = self.readiness(&all, now);
         let mut rollouts = HashMap::new();
-        for (key, w) in self.workloads.iter_mut() {
-            let (pruned, rollout) = reconcile::prune(w, &mut new_id, ready_of);
-            if let Rollout::Halted(why) = &rollout {
-                if self.rollouts.get(key) != Some(&rollout) {
-                    tracing::warn!(workload = %key, reason = %why, "rollout halted");
-                }
-            }
+        for key in &all {
+            let (rollout, moved) = self.prune_and_replace(key, &lost, &readiness, &mut new_id);
             rollouts.insert(key.clone(), rollout);
-            let replaced = reconcile::replace_lost(w, &lost, &mut new_id);
-            if replaced {
-                tracing::info!(workload = %key, "rescheduling instances off lost or drained nodes");
-            }
-            if (pruned || replaced) && !changed.contains(key) {
+            if moved && !changed.contains(key) {
                 changed.push(key.clone());
             }
         }
@@ -114,7 +151,7 @@ impl Cluster {
                 let mut slot = NodeSlot::new(n.name.clone(), n.allocatable())
                     .with_labels(n.effective_labels())
                     .with_engine(engine);
-                if !self.is_ready(&n.name) {
+                if !self.last_ready.contains(&n.name) {
                     slot.blocker = Some(Blocker::NotReady);
                 } else if n.cordoned {
                     slot.blocker = Some(Blocker::Cordoned);
@@ -123,25 +160,125 @@ impl Cluster {
             })
             .collect();
         let mut snap = reconcile::snapshot(slots, self.workloads.values());
+        self.place(&all, &mut snap, &mut changed);
+        self.dirty = false;
+        self.finish_pass(snap, &changed, Nodes::All)
+    }
+
+    /// A scoped pass over workload `keys` (deleted ones included: their bookings go) and every workload with
+    /// pending instances, committing `write` whether or not its instances change. Runs as a full pass when the kept snapshot cannot be trusted (see the
+    /// module's invariant).
+    pub(crate) fn reconcile_only(&mut self, keys: &BTreeSet<String>, write: Option<&str>) -> Result<(), ClusterError> {
+        let now = Instant::now();
+        if self.dirty || now >= self.liveness_due || self.sched.is_none() {
+            return self.reconcile_with(&HashSet::new(), write);
+        }
+        let Some(mut snap) = self.sched.take() else { return self.reconcile_with(&HashSet::new(), write) };
+        // Workloads with pending instances come too: what these workloads free may let them be placed.
+        let mut keys = keys.clone();
+        if self.pending > 0 {
+            keys.extend(
+                self.workloads.values().filter(|w| w.instances.iter().any(|i| i.node.is_none())).map(|w| w.key()),
+            );
+        }
+        let mut changed: Vec<String> = write.map(str::to_string).into_iter().collect();
+        let mut new_id = self.id_generator();
+        // Every node these workloads were booked on or are bound to now: only their specs can change.
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        for key in &keys {
+            touched.extend(snap.booked_nodes(key).map(str::to_string));
+            snap.unbook_workload(key);
+        }
+        let present: Vec<String> = keys.iter().filter(|k| self.workloads.contains_key(*k)).cloned().collect();
+        for key in keys.iter().filter(|k| !self.workloads.contains_key(*k)) {
+            self.rollouts.remove(key);
+        }
+        let lost: HashSet<String> = self.last_lost.iter().cloned().collect();
+        let readiness = self.readiness(&present, now);
+        for key in &present {
+            let (rollout, moved) = self.prune_and_replace(key, &lost, &readiness, &mut new_id);
+            self.rollouts.insert(key.clone(), rollout);
+            if moved && !changed.contains(key) {
+                changed.push(key.clone());
+            }
+            let w = &self.workloads[key];
+            for node in w.instances.iter().filter_map(|i| i.node.as_deref()) {
+                snap.book(node, key, w.spec.request());
+            }
+        }
+        self.place(&present, &mut snap, &mut changed);
+        for key in &present {
+            touched.extend(self.workloads[key].instances.iter().filter_map(|i| i.node.clone()));
+        }
+        self.finish_pass(snap, &changed, Nodes::Only(&touched))
+    }
+
+    /// New instance ids, never one in use.
+    fn id_generator(&self) -> impl FnMut(&str) -> String {
+        let taken: HashSet<String> =
+            self.workloads.values().flat_map(|w| w.instances.iter().map(|i| i.id.clone())).collect();
+        unique_ids(taken)
+    }
+
+    /// Steps 1 and 2 for workload `key`: its rollout, and whether its instance list changed.
+    fn prune_and_replace(
+        &mut self,
+        key: &str,
+        lost: &HashSet<String>,
+        readiness: &HashMap<String, Readiness>,
+        new_id: &mut impl FnMut(&str) -> String,
+    ) -> (Rollout, bool) {
+        let Some(w) = self.workloads.get_mut(key) else { return (Rollout::Complete, false) };
+        let ready_of = |id: &str| readiness.get(id).copied().unwrap_or(Readiness::NotYet);
+        let (pruned, rollout) = reconcile::prune(w, new_id, ready_of);
+        if let Rollout::Halted(why) = &rollout {
+            if self.rollouts.get(key) != Some(&rollout) {
+                tracing::warn!(workload = %key, reason = %why, "rollout halted");
+            }
+        }
+        let replaced = reconcile::replace_lost(w, lost, new_id);
+        if replaced {
+            tracing::info!(workload = %key, "rescheduling instances off lost or drained nodes");
+        }
+        (rollout, pruned || replaced)
+    }
+
+    /// Step 3 for workloads `keys`: binds their pending instances through `snap`.
+    fn place(&mut self, keys: &[String], snap: &mut Snapshot, changed: &mut Vec<String>) {
         let artifacts = &self.artifacts;
-        for (key, w) in self.workloads.iter_mut() {
+        for key in keys {
+            let Some(w) = self.workloads.get_mut(key) else { continue };
             let cannot_run = artifacts.failed_fingerprints(&w.spec.module);
-            if reconcile::place_pending(w, &mut snap, &cannot_run) && !changed.contains(key) {
+            if reconcile::place_pending(w, snap, &cannot_run) && !changed.contains(key) {
                 changed.push(key.clone());
             }
         }
+    }
+
+    /// Step 4 and the commit: derives the specs of `nodes`, gives each changed one the next generation, commits
+    /// them with workloads `changed` and the node records agent messages left unsaved, keeps `snap` for the
+    /// next scoped pass, then publishes.
+    fn finish_pass(&mut self, snap: Snapshot, changed: &[String], nodes: Nodes<'_>) -> Result<(), ClusterError> {
         let modules = &self.modules;
-        let mut specs = reconcile::node_specs(self.workloads.values(), |sha| modules.get(sha).map(|m| m.size));
+        let size = |sha: &str| modules.get(sha).map(|m| m.size);
+        let (mut specs, names): (_, Vec<&String>) = match nodes {
+            Nodes::All => (reconcile::node_specs(self.workloads.values(), size), self.nodes.keys().collect()),
+            Nodes::Only(only) => {
+                let specs = reconcile::node_specs_on(self.workloads.values(), size, |n| only.contains(n));
+                (specs, only.iter().filter(|n| self.nodes.contains_key(*n)).collect())
+            }
+        };
         let mut node_updates: Vec<NodeRecord> = Vec::new();
         let mut publishes: Vec<(String, NodeSpec)> = Vec::new();
         let mut seen: Vec<(String, Vec<edge_proto::InstanceSpec>)> = Vec::new();
-        for node in self.nodes.values() {
-            let instances = specs.remove(&node.name).unwrap_or_default();
+        for name in names {
+            let node = &self.nodes[name];
+            let instances = specs.remove(name).unwrap_or_default();
             // Unchanged since the last pass: skip hashing (with thousands of nodes, most passes change few).
-            if self.last_specs.get(&node.name) == Some(&instances) {
+            if self.last_specs.get(name) == Some(&instances) {
                 continue;
             }
-            seen.push((node.name.clone(), instances.clone()));
+            seen.push((name.clone(), instances.clone()));
             let hash = spec_hash(&instances);
             if hash != node.spec_hash {
                 let mut updated = node.clone();
@@ -168,15 +305,16 @@ impl Cluster {
                 .filter_map(|n| self.nodes.get(n))
                 .map(Change::PutNode),
         );
-        self.dirty = false;
         if let Err(e) = self.store.commit(&batch) {
             self.dirty = true;
+            self.sched = None;
             // Reload what the store holds so memory never runs ahead of it.
             if let Ok(ws) = self.store.load_workloads() {
                 self.workloads = ws.into_iter().map(|w| (w.key(), w)).collect();
             }
             return Err(e.into());
         }
+        self.sched = Some(snap);
         for n in node_updates {
             self.nodes.insert(n.name.clone(), n);
         }
@@ -216,13 +354,15 @@ impl Cluster {
         }
     }
 
-    /// Readiness of every instance some node reports, for rollouts.
-    fn readiness(&self) -> HashMap<String, Readiness> {
-        let now = Instant::now();
+    /// Readiness of the instances of workloads `keys` as their nodes report them, for rollouts.
+    fn readiness(&self, keys: &[String], now: Instant) -> HashMap<String, Readiness> {
         let mut out = HashMap::new();
-        for live in self.live.values() {
-            for id in live.instances.keys() {
-                out.insert(id.clone(), live.readiness(id, self.min_ready, now));
+        for w in keys.iter().filter_map(|k| self.workloads.get(k)) {
+            for i in &w.instances {
+                let Some(live) = i.node.as_deref().and_then(|n| self.live.get(n)) else { continue };
+                if live.instances.contains_key(&i.id) {
+                    out.insert(i.id.clone(), live.readiness(&i.id, self.min_ready, now));
+                }
             }
         }
         out

@@ -265,3 +265,72 @@ fn hostile_heartbeats_keep_only_what_is_ours() {
     assert_eq!(h.cluster.nodes_view().len(), 1);
     assert_eq!(h.cluster.stats().rejected, 2);
 }
+
+/// Scoped passes (deploys, deletes, rollouts) leave the cluster exactly where full passes would: the kept
+/// scheduler snapshot books every bound instance and nothing else, no node is overcommitted, and a full pass
+/// run afterwards finds nothing to change or publish.
+#[test]
+fn scoped_passes_leave_what_a_full_pass_would() {
+    let mut h = harness();
+    for n in 0..12 {
+        let name = format!("n{n:02}");
+        let mut hi = hello(n + 1, 0);
+        hi.capacity = Resources { cpu_millis: 1000 + 250 * (n as u32 % 3), memory_bytes: (64 + 32 * (n % 4)) << 20 };
+        hi.labels = vec![("zone".into(), format!("z{}", n % 3))];
+        h.send(&name, Channel::Hello, Message::Hello(hi));
+        h.send(&name, Channel::Heartbeat, Message::Heartbeat(heartbeat(n + 1, 0, 0, vec![])));
+    }
+    h.cluster.reconcile().unwrap();
+    let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
+    h.cluster.put_module(sha.clone(), Arc::new(wasm)).unwrap();
+    let spec = |replicas: u32, cpu: u32, mib: u64, rev: &str| WorkloadSpec {
+        module: sha.clone(),
+        replicas,
+        cpu_millis: cpu,
+        memory_bytes: mib << 20,
+        env: vec![("REV".into(), rev.into())],
+        ..Default::default()
+    };
+    let check = |h: &mut Harness, step: &str| {
+        let snap = h.cluster.sched.as_ref().unwrap_or_else(|| panic!("{step}: no snapshot kept"));
+        let mut booked: std::collections::BTreeMap<String, (u32, u64)> = Default::default();
+        for w in h.cluster.workloads.values() {
+            for node in w.instances.iter().filter_map(|i| i.node.clone()) {
+                let e = booked.entry(node).or_default();
+                e.0 += w.spec.cpu_millis;
+                e.1 += w.spec.memory_bytes;
+            }
+        }
+        for slot in &snap.nodes {
+            let want = booked.get(&slot.name).copied().unwrap_or_default();
+            assert_eq!((slot.allocated.cpu_millis, slot.allocated.memory_bytes), want, "{step}: {}", slot.name);
+            assert!(slot.allocated.cpu_millis <= slot.allocatable.cpu_millis, "{step}: {} overcommitted", slot.name);
+            assert!(slot.allocated.memory_bytes <= slot.allocatable.memory_bytes, "{step}: {}", slot.name);
+        }
+        h.published();
+        let before = h.cluster.workloads.clone();
+        h.cluster.reconcile().unwrap();
+        assert_eq!(h.cluster.workloads, before, "{step}: a full pass changed the workloads");
+        let specs: Vec<String> =
+            h.published().into_iter().filter(|(_, m)| matches!(m, Message::Spec(_))).map(|(topic, _)| topic).collect();
+        assert!(specs.is_empty(), "{step}: a full pass had specs left to publish: {specs:?}");
+    };
+    h.cluster.deploy("default", "a", spec(3, 300, 16, "1")).unwrap();
+    check(&mut h, "deploy a");
+    h.cluster.deploy("default", "b", spec(5, 200, 24, "1")).unwrap();
+    check(&mut h, "deploy b");
+    h.cluster.deploy("default", "a", spec(1, 300, 16, "1")).unwrap();
+    check(&mut h, "scale a down");
+    h.cluster.deploy("default", "b", spec(5, 400, 40, "2")).unwrap();
+    check(&mut h, "new revision of b, larger");
+    h.cluster.tick();
+    check(&mut h, "a tick over the rollout");
+    h.cluster.deploy("default", "c", spec(40, 500, 60, "1")).unwrap();
+    assert!(h.cluster.workloads["default/c"].instances.iter().any(|i| i.node.is_none()), "c does not all fit");
+    check(&mut h, "deploy c, partly pending");
+    h.cluster.delete("default", "a").unwrap();
+    check(&mut h, "delete a");
+    h.cluster.delete("default", "c").unwrap();
+    check(&mut h, "delete c");
+}

@@ -117,6 +117,15 @@ impl Cluster {
         record.protocol = protocol;
         // `applied_generation` is the agent's word and is never adopted: our generations count only what this
         // store published, under its own issuer, which an agent running another issuer's spec accepts anyway.
+        let previous = self.nodes.get(node);
+        let scheduling_changed = previous.is_none_or(|p| {
+            (p.capacity, p.reserved, &p.labels, p.engine_profile)
+                != (record.capacity, record.reserved, &record.labels, record.engine_profile)
+        });
+        if scheduling_changed {
+            // The kept scheduler snapshot no longer describes this node.
+            self.sched = None;
+        }
         if self.nodes.get(node) != Some(&record) {
             // Written with the next flush (a batch): a hello is not a user's write, and the agent says it again
             // on its next connection. Spec generations are committed before any spec is published.

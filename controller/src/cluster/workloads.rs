@@ -106,7 +106,7 @@ impl Cluster {
             }
         };
         self.workloads.insert(key.clone(), record);
-        if let Err(e) = self.reconcile_writing(&key) {
+        if let Err(e) = self.reconcile_only(&BTreeSet::from([key.clone()]), Some(&key)) {
             // Keep memory equal to the store: undo the change that could not be committed.
             match previous {
                 Some(w) => self.workloads.insert(key, w),
@@ -148,7 +148,7 @@ impl Cluster {
         }
         self.logs.forget(&key);
         self.workload_events.remove(&key);
-        if let Err(e) = self.reconcile() {
+        if let Err(e) = self.reconcile_only(&BTreeSet::from([key.clone()]), None) {
             tracing::error!(error = %e, workload = %key, "pass after a delete failed; the next tick tries again");
         }
         Ok(())

@@ -1,0 +1,69 @@
+//! Domain-separation labels. A signature or tag made under one [`Context`] never verifies under another,
+//! so an attacker cannot take bytes signed as one kind of message and present them as another. The label is
+//! framed with its length (see `frame`), which is why it is capped at 255 bytes, as in RFC 8032's Ed25519ctx.
+
+/// A fixed label naming what a signature or tag is for, e.g. `b"edge/spec/v1"`. Contexts are program
+/// constants, never wire input: build them in `const`s, where a bad one fails to compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context(&'static [u8]);
+
+impl Context {
+    /// A node's desired-state document, signed by the cluster key.
+    pub const SPEC: Context = Context::new(b"edge/spec/v1");
+    /// A node's heartbeat, tagged under its identity.
+    pub const HEARTBEAT: Context = Context::new(b"edge/heartbeat/v1");
+    /// A node's lifecycle events.
+    pub const EVENTS: Context = Context::new(b"edge/events/v1");
+    /// A node's log lines.
+    pub const LOGS: Context = Context::new(b"edge/logs/v1");
+    /// A node's hello (board, engine targets, capacity).
+    pub const HELLO: Context = Context::new(b"edge/hello/v1");
+
+    /// A label of 1 to 255 bytes.
+    ///
+    /// # Panics
+    /// On an empty or longer label; in a `const` that is a compile error, which is the intended use.
+    pub const fn new(label: &'static [u8]) -> Context {
+        assert!(!label.is_empty() && label.len() <= 255, "a context label has 1 to 255 bytes");
+        Context(label)
+    }
+
+    /// The label's bytes.
+    pub const fn label(&self) -> &'static [u8] {
+        self.0
+    }
+
+    /// The label's length as the one byte that frames it; `new` guarantees it fits.
+    pub(crate) const fn len_byte(&self) -> u8 {
+        self.0.len() as u8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_contexts_are_distinct() {
+        let all = [Context::SPEC, Context::HEARTBEAT, Context::EVENTS, Context::LOGS, Context::HELLO];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(Context::SPEC.label(), b"edge/spec/v1");
+        assert_eq!(Context::SPEC.len_byte(), 12);
+    }
+
+    #[test]
+    fn longest_label_fits_its_length_byte() {
+        const LONG: Context = Context::new(&[b'x'; 255]);
+        assert_eq!(LONG.len_byte(), 255);
+    }
+
+    #[test]
+    #[should_panic(expected = "1 to 255 bytes")]
+    fn empty_label_is_refused() {
+        let _ = Context::new(b"");
+    }
+}

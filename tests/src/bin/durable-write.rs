@@ -1,6 +1,6 @@
 //! `durable-write`: one durable acknowledged API write — creating a namespace, `PUT /v1/namespaces/{ns}` with
 //! `{}` — one client, sequential, p50/p99, beside etcd's put on the same disk in the same run, and the floor
-//! under both: a 4 KiB write + fdatasync and a redb commit of one small record. Prints the table recorded in
+//! under both: a 4 KiB write + fdatasync and a store commit of one small record. Prints the table recorded in
 //! BENCHMARKS.md.
 //!
 //! ```text
@@ -22,8 +22,8 @@
 //!
 //! The breakdown of our write: HTTP alone (`GET /healthz`, answered without the owner), HTTP plus the owner's
 //! queue (`GET /v1/stats`, a call on the owner that commits nothing), the controller's own store commit
-//! (`edge_controller::store::Store::commit` of a namespace record: redb's default, `Durability::Immediate`), and
-//! a bare fdatasync.
+//! (`edge_controller::store::Store::commit` of a namespace record: one record appended to the store's write-ahead
+//! log with one fdatasync, then a non-durable redb commit), and a bare fdatasync.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -199,7 +199,7 @@ fn main() -> anyhow::Result<()> {
         let store = Store::open(&disk.path().join("store"))?;
         probes.push(Probe::new(
             "commit",
-            "redb commit of one namespace record (the controller's Store::commit)",
+            "store commit of one namespace record (Store::commit: log append + fdatasync, redb)",
             Target::Commit(store),
         ));
     }
@@ -207,7 +207,7 @@ fn main() -> anyhow::Result<()> {
         let store = Store::open(&shm.path().join("store"))?;
         probes.push(Probe::new(
             "commit-tmpfs",
-            "  the same on tmpfs (redb's own work, no disk)",
+            "  the same on tmpfs (the store's own work, no disk)",
             Target::Commit(store),
         ));
     }
@@ -268,7 +268,7 @@ fn main() -> anyhow::Result<()> {
         (p50("http"), p50("owner"), p50("commit"), p50("floor"), p50("ours"))
     {
         println!(
-            "where our write's p50 goes: HTTP {h:.3} ms; the owner's queue {:.3} ms; the redb commit {c:.3} ms (a bare \
+            "where our write's p50 goes: HTTP {h:.3} ms; the owner's queue {:.3} ms; the store commit {c:.3} ms (a bare \
              fdatasync: {f:.3} ms); the rest (JSON, admission, the view) {:.3} ms",
             (o - h).max(0.0),
             (w - o - c).max(0.0)

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Body of `PUT /v1/namespaces/{ns}/workloads/{name}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployRequest {
     /// sha256 hex of a module uploaded with `POST /v1/modules`.
     pub module: String,
@@ -99,6 +99,17 @@ pub struct WorkloadView {
     pub selector: BTreeMap<String, String>,
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
+    /// Cap on the guest's memory; `None`: the request (`memory_bytes`).
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU cap in millicores; `None`: no cap beyond fair sharing.
+    #[serde(default)]
+    pub cpu_limit_millis: Option<u32>,
+    /// A run is stopped after this many milliseconds; `None`: never.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub volumes: Vec<edge_proto::VolumeSpec>,
     pub revision: u64,
     pub instances: Vec<InstanceView>,
     pub rollout: RolloutView,
@@ -121,6 +132,8 @@ pub struct RolloutView {
     pub old: usize,
 }
 
+/// One kept revision: the whole template it rolled out (the fields after `args` came later; an older controller
+/// leaves them at their defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionView {
     pub revision: u64,
@@ -130,6 +143,41 @@ pub struct RevisionView {
     pub memory_bytes: u64,
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
+    /// The replica count when the revision was made (a later scale makes no new revision).
+    #[serde(default)]
+    pub replicas: u32,
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+    /// `always`, `on-failure` or `never` (empty from an older controller).
+    #[serde(default)]
+    pub restart: String,
+    #[serde(default)]
+    pub on_node_loss: String,
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+    #[serde(default)]
+    pub cpu_limit_millis: Option<u32>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub volumes: Vec<edge_proto::VolumeSpec>,
+}
+
+/// Reply to a `PUT …?dry_run=true` (workload or namespace): what the request would do. Nothing was stored. The
+/// request passed every check a real PUT makes (admission, the namespace, its quota), except that a workload's
+/// module need not be uploaded yet: `module_missing` says so, and a real PUT is refused until it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRunView {
+    /// The object does not exist: the PUT would create it.
+    pub created: bool,
+    /// The PUT would change what is stored (false: it would be a no-op).
+    pub changed: bool,
+    /// A workload's template would change: the PUT would roll out a new revision.
+    #[serde(default)]
+    pub new_revision: bool,
+    /// The workload's module has not been uploaded (`POST /v1/modules`).
+    #[serde(default)]
+    pub module_missing: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -26,9 +26,17 @@ pub enum Command {
     /// Run a local cluster in this process: a controller with its embedded broker, and N agents.
     #[cfg(feature = "dev")]
     Dev(DevArgs),
-    /// Upload a module and create or update a workload running it.
+    /// Upload a module and create or update a workload running it (an existing workload keeps what is not given).
     Deploy(DeployArgs),
-    /// List nodes or workloads.
+    /// Create or update the workloads and namespaces of YAML manifests: `edgectl apply -f tick.yaml`.
+    Apply(ApplyArgs),
+    /// Show what `apply -f` would change, field by field (exit 0: nothing, 1: something, 2: error).
+    Diff(FilesArgs),
+    /// Set a workload's replica count (nothing else changes).
+    Scale(ScaleArgs),
+    /// Change one part of a workload (env, module, resources); the rest stays as it is.
+    Set(SetArgs),
+    /// List nodes, workloads, namespaces or modules, or show one (`get workload NAME -o yaml`).
     Get(GetArgs),
     /// Follow, list or undo a workload's rollouts.
     Rollout(RolloutArgs),
@@ -46,7 +54,7 @@ pub enum Command {
     Label(LabelArgs),
     /// Print a workload's log lines.
     Logs(LogsArgs),
-    /// Delete a workload (its instances are stopped).
+    /// Delete a workload (its instances are stopped): `delete NAME`, `delete workload NAME` or `delete -f FILE`.
     Delete(DeleteArgs),
 }
 
@@ -73,42 +81,45 @@ pub struct DeployArgs {
     pub name: String,
     /// Path of the WebAssembly module (a WASI preview 1 command).
     pub module: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    pub replicas: u32,
-    /// CPU request, e.g. 250m or 0.5.
-    #[arg(long, default_value = "100m")]
-    pub cpu: String,
-    /// Memory request, e.g. 64Mi; also the instance's memory limit unless --memory-limit is given.
-    #[arg(long, default_value = "32Mi")]
-    pub memory: String,
+    /// Number of instances (a new workload: 1).
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
+    /// CPU request, e.g. 250m or 0.5 (a new workload: 100m).
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory request, e.g. 64Mi (a new workload: 32Mi); also the instance's memory limit unless --memory-limit is
+    /// given.
+    #[arg(long)]
+    pub memory: Option<String>,
     /// Cap on the guest's memory (linear memories and tables), e.g. 128Mi; at least the request.
     #[arg(long)]
     pub memory_limit: Option<String>,
     /// Cap on CPU, e.g. 200m (a fifth of one core); default: no cap beyond fair sharing.
     #[arg(long)]
     pub cpu_limit: Option<String>,
-    /// Stop a run that lasts longer than this, e.g. 30s or 500ms (for run-to-completion workloads).
+    /// Stop a run that lasts longer than this, e.g. 30s or 500ms (for run-to-completion workloads; 0: never).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// A writable per-instance directory NAME:SIZE (e.g. data:16Mi), seen by the guest as /NAME (repeatable).
-    /// Without one the guest has no filesystem at all.
+    /// A writable per-instance directory NAME:SIZE (e.g. data:16Mi), seen by the guest as /NAME (repeatable;
+    /// replaces the workload's volumes). Without one the guest has no filesystem at all.
     #[arg(long = "volume", value_name = "NAME:SIZE")]
     pub volumes: Vec<String>,
-    /// Environment variable K=V (repeatable).
+    /// Environment variable K=V (repeatable; replaces the workload's environment: `set env` edits one variable).
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
-    /// Argument passed to the module (repeatable).
+    /// Argument passed to the module (repeatable; replaces the workload's arguments).
     #[arg(long = "arg", value_name = "A", allow_hyphen_values = true)]
     pub args: Vec<String>,
-    #[arg(long, value_enum, default_value_t = Restart::Always)]
-    pub restart: Restart,
-    /// Run only on nodes carrying this label K=V (repeatable; all must match).
+    /// When an instance that exited is started again (a new workload: always).
+    #[arg(long, value_enum)]
+    pub restart: Option<Restart>,
+    /// Run only on nodes carrying this label K=V (repeatable, all must match; replaces the workload's selector).
     #[arg(long = "selector", value_name = "K=V")]
     pub selector: Vec<String>,
-    /// When a replica's node is lost: place it elsewhere (reschedule), or keep it bound until the node returns
-    /// (stay).
-    #[arg(long, value_enum, default_value_t = NodeLoss::Reschedule)]
-    pub on_node_loss: NodeLoss,
+    /// When a replica's node is lost: place it elsewhere (reschedule, the default of a new workload), or keep it
+    /// bound until the node returns (stay).
+    #[arg(long, value_enum)]
+    pub on_node_loss: Option<NodeLoss>,
     /// Return once every replica of the new revision is ready (Running for the controller's min-ready time
     /// without restarting, or Succeeded under --restart never/on-failure); fail at once if one crash-loops, keeps
     /// exiting or failed, and with the reason after --wait-timeout.
@@ -155,6 +166,8 @@ impl Restart {
 pub struct GetArgs {
     #[arg(value_enum)]
     pub what: GetWhat,
+    /// Show only this one (`get workload tick -o yaml` prints a manifest `apply -f` reads back).
+    pub name: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Workloads of every namespace.
@@ -179,6 +192,8 @@ pub enum GetWhat {
 pub enum Output {
     Table,
     Json,
+    /// Workloads and namespaces as manifests (`apply -f` reads them back); anything else as YAML.
+    Yaml,
 }
 
 #[derive(Args)]
@@ -197,8 +212,11 @@ pub enum RolloutCommand {
         #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
         timeout: Duration,
     },
-    /// List the revisions kept for a workload.
+    /// List the revisions kept for a workload and what changed in each.
     History { name: String },
+    /// Replace every replica with a fresh one of the same template, as a new revision (by setting the
+    /// EDGE_RESTARTED_AT environment variable to the time of the restart).
+    Restart { name: String },
     /// Roll back to the previous revision (or --to-revision N).
     Undo {
         name: String,
@@ -272,5 +290,79 @@ pub struct LogsArgs {
 
 #[derive(Args)]
 pub struct DeleteArgs {
+    /// `NAME` or `workload NAME` (not with -f).
+    #[arg(num_args = 0..=2, value_name = "[KIND] NAME")]
+    pub names: Vec<String>,
+    /// Delete the workloads of these manifests (file, directory, or - for stdin; repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub files: Vec<String>,
+    /// A workload that does not exist is not an error.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+#[derive(Args)]
+pub struct FilesArgs {
+    /// Manifest file, directory (its .yaml, .yml and .json files), or - for stdin (repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub files: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub files: FilesArgs,
+    /// Check without storing anything: `server` (the default) asks the controller to run every check of a real
+    /// apply; `client` only reads the manifests and compares them with what the controller holds.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "server", value_name = "MODE")]
+    pub dry_run: Option<DryRun>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    Server,
+    Client,
+}
+
+#[derive(Args)]
+pub struct ScaleArgs {
+    /// The workload (`tick` or `workload/tick`).
     pub name: String,
+    /// The new number of instances.
+    #[arg(long, value_name = "N")]
+    pub replicas: u32,
+}
+
+#[derive(Args)]
+pub struct SetArgs {
+    #[command(subcommand)]
+    pub what: SetCommand,
+}
+
+#[derive(Subcommand)]
+pub enum SetCommand {
+    /// Set (K=V) or remove (K-) environment variables; the others stay.
+    Env {
+        name: String,
+        #[arg(required = true, value_name = "K=V|K-", allow_hyphen_values = true)]
+        changes: Vec<String>,
+    },
+    /// Run another module (uploaded first if the controller lacks it).
+    Module { name: String, module: PathBuf },
+    /// Set the requests and limits named (at least one); the others stay.
+    Resources {
+        name: String,
+        /// CPU request, e.g. 250m or 0.5.
+        #[arg(long)]
+        cpu: Option<String>,
+        /// Memory request, e.g. 64Mi.
+        #[arg(long)]
+        memory: Option<String>,
+        /// CPU cap, e.g. 200m.
+        #[arg(long)]
+        cpu_limit: Option<String>,
+        /// Memory cap, e.g. 128Mi (at least the request).
+        #[arg(long)]
+        memory_limit: Option<String>,
+    },
 }

@@ -3,8 +3,8 @@
 
 use anyhow::{anyhow, Context, Result};
 use edge_api::{
-    DeployRequest, ErrorBody, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView, NodeDetail,
-    NodeView, WorkloadView,
+    DeployRequest, DryRunView, ErrorBody, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView,
+    NodeDetail, NodeView, WorkloadView,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -84,6 +84,12 @@ impl Client {
         self.json(self.request(Method::PUT, &format!("/v1/namespaces/{ns}/workloads/{name}")).json(req)).await
     }
 
+    /// Every check of [`Client::deploy`], nothing stored.
+    pub async fn deploy_dry_run(&self, ns: &str, name: &str, req: &DeployRequest) -> Result<DryRunView> {
+        let path = format!("/v1/namespaces/{ns}/workloads/{name}");
+        self.json(self.request(Method::PUT, &path).query(&[("dry_run", "true")]).json(req)).await
+    }
+
     pub async fn workload(&self, ns: &str, name: &str) -> Result<WorkloadView> {
         self.json(self.request(Method::GET, &format!("/v1/namespaces/{ns}/workloads/{name}"))).await
     }
@@ -114,6 +120,12 @@ impl Client {
         let resp = self.send(self.request(Method::PUT, &format!("/v1/namespaces/{ns}")).json(req)).await?;
         let created = resp.status() == StatusCode::CREATED;
         Ok((resp.json().await.context("the controller sent an unreadable reply")?, created))
+    }
+
+    /// Every check of [`Client::put_namespace`], nothing stored.
+    pub async fn namespace_dry_run(&self, ns: &str, req: &NamespaceRequest) -> Result<DryRunView> {
+        let rb = self.request(Method::PUT, &format!("/v1/namespaces/{ns}")).query(&[("dry_run", "true")]).json(req);
+        self.json(rb).await
     }
 
     pub async fn namespaces(&self) -> Result<Vec<NamespaceView>> {

@@ -9,7 +9,10 @@ mod cli;
 mod client;
 mod cmd;
 mod follow;
+mod manifest;
+mod module;
 mod table;
+mod template;
 mod watch;
 
 use clap::error::ErrorKind;
@@ -35,9 +38,11 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // `diff` exits 1 when something differs, so its errors exit 2 (as `kubectl diff` does).
+    let failure = if matches!(cli.command, Command::Diff(_)) { 2 } else { 1 };
     if let Err(e) = run(cli).await {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(failure);
     }
 }
 
@@ -64,9 +69,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "dev")]
         Command::Dev(args) => cmd::dev::run(args).await,
         Command::Deploy(args) => cmd::deploy::run(&client, ns, args).await,
+        Command::Apply(args) => cmd::apply::apply(&client, ns, &args.files.files, args.dry_run).await,
+        Command::Diff(args) => {
+            if cmd::apply::diff(&client, ns, &args.files).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Scale(args) => cmd::edit::scale(&client, ns, &args.name, args.replicas).await,
+        Command::Set(args) => cmd::edit::set(&client, ns, args.what).await,
         Command::Get(args) => {
             let ns = if args.all_namespaces { None } else { Some(ns) };
-            cmd::get::run(&client, ns, args.what, args.output).await
+            cmd::get::run(&client, ns, args.what, args.name.as_deref(), args.output).await
         }
         Command::Rollout(args) => cmd::rollout::run(&client, ns, args.command).await,
         Command::Create(args) => match args.what {
@@ -81,6 +95,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Drain(a) => cmd::node::run(&client, &a.node, cmd::node::Op::Drain).await,
         Command::Label(a) => cmd::node::label(&client, &a.node, &a.labels).await,
         Command::Logs(args) => cmd::logs::run(&client, ns, &args.name, args.follow).await,
-        Command::Delete(args) => cmd::delete::run(&client, ns, &args.name).await,
+        Command::Delete(args) => cmd::delete::run(&client, ns, args).await,
     }
 }

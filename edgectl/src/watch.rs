@@ -258,6 +258,10 @@ mod tests {
             selector: Default::default(),
             env: Vec::new(),
             args: Vec::new(),
+            memory_limit_bytes: None,
+            cpu_limit_millis: None,
+            timeout_ms: None,
+            volumes: Vec::new(),
             revision,
             rollout: RolloutView {
                 state: "progressing".into(),

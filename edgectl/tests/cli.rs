@@ -1,13 +1,16 @@
 //! The `edgectl` binary against a real in-process controller and agents (the `edge-tests` harness): exit codes,
-//! one-line errors, the shared duration syntax, and a `--wait` that never calls a crash-looping workload ready.
+//! one-line errors, the shared duration syntax, a `--wait` that never calls a crash-looping workload ready, and
+//! manifests (`apply`, `diff`, `delete -f`, `get -o yaml`) with the edits that touch only what they name.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edge_tests::Fleet;
 
 struct Out {
     ok: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -15,11 +18,28 @@ struct Out {
 /// Runs the real binary (off the runtime's threads: the controller answers it from this process). Every call is
 /// bounded by the timeouts it is given (`--wait-timeout`, `--timeout`).
 async fn edgectl(server: &str, args: &[&str]) -> Out {
+    edgectl_fed(server, args, None).await
+}
+
+/// [`edgectl`] with `input` on its standard input (closed, so the binary sees its end).
+async fn edgectl_fed(server: &str, args: &[&str], input: Option<String>) -> Out {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgectl"));
     cmd.arg("--server").arg(server).args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run edgectl")).await.unwrap();
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("run edgectl");
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(text) = input {
+            stdin.write_all(text.as_bytes()).expect("feed edgectl");
+        }
+        drop(stdin);
+        child.wait_with_output().expect("edgectl output")
+    })
+    .await
+    .unwrap();
     Out {
         ok: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
     }
@@ -156,5 +176,179 @@ async fn wait_fails_at_once_for_crash_loops_and_succeeds_only_for_ready_replicas
     let out = edgectl(&server, &["rollout", "status", "tick", "--timeout", "60s"]).await;
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stdout.contains("rollout of default/tick complete"), "{}", out.stdout);
+    fleet.stop().await;
+}
+
+/// What the controller holds for `ns/name`, as JSON.
+async fn workload_json(fleet: &Fleet, ns: &str, name: &str) -> serde_json::Value {
+    fleet.api.get(&format!("/v1/namespaces/{ns}/workloads/{name}")).await
+}
+
+/// The fields of a workload's spec (everything but status).
+fn spec_of(w: &serde_json::Value) -> serde_json::Value {
+    let keys =
+        ["module", "replicas", "cpu_millis", "memory_bytes", "env", "args", "restart", "on_node_loss", "selector"];
+    serde_json::Value::Object(keys.iter().map(|k| (k.to_string(), w[*k].clone())).collect())
+}
+
+fn ok(out: Out) -> String {
+    assert!(out.ok, "edgectl failed: {}{}", out.stderr, out.stdout);
+    out.stdout
+}
+
+const MANIFESTS: &str = "apiVersion: edge/v1
+kind: Workload
+metadata:
+  name: tick
+  namespace: team-a
+spec:
+  module: ../ticker.wasm
+  replicas: 2
+  nodeSelector:
+    role: edge
+  resources:
+    memory: 16Mi
+  env:
+    - name: LEVEL
+      value: debug
+---
+apiVersion: edge/v1
+kind: Namespace
+metadata:
+  name: team-a
+spec:
+  quota: {instances: 4}
+---
+apiVersion: edge/v1
+kind: Workload
+metadata: {name: tock}
+spec: {module: ../ticker.wasm}
+";
+
+/// Manifests end to end: a multi-document file is created, then unchanged; `get -o yaml | apply -f -` is a no-op;
+/// `scale` keeps the selector and `set env` changes only the environment; `diff` and `--dry-run` show and check
+/// without storing; a re-applied manifest keeps a restart; `delete -f` removes what the file names.
+#[tokio::test(flavor = "multi_thread")]
+async fn manifests_apply_diff_and_delete_and_edits_touch_only_what_they_name() {
+    let mut fleet = Fleet::embedded().await;
+    fleet.start_agent("edge-1");
+    fleet.start_agent("edge-2");
+    fleet.wait_ready_nodes(2).await;
+    let server = server(&fleet);
+    for node in ["edge-1", "edge-2"] {
+        ok(edgectl(&server, &["label", "node", node, "role=edge"]).await);
+    }
+    let dir = fleet.dir.path().join("manifests");
+    std::fs::create_dir_all(dir.join("apps")).unwrap();
+    std::fs::copy(example("ticker.wasm"), dir.join("ticker.wasm")).unwrap();
+    let file = dir.join("apps").join("tick.yaml");
+    std::fs::write(&file, MANIFESTS).unwrap();
+    let file = file.display().to_string();
+
+    // Created (the namespace first, though it is the second document), then unchanged.
+    let out = ok(edgectl(&server, &["apply", "-f", &file]).await);
+    assert_eq!(out, "namespace/team-a created\nworkload/tick created\nworkload/tock created\n");
+    edge_tests::eventually(Duration::from_secs(30), "tick Running twice", || async {
+        let w = workload_json(&fleet, "team-a", "tick").await;
+        let running = w["instances"].as_array()?.iter().filter(|i| i["state"] == "Running").count();
+        (running == 2).then_some(())
+    })
+    .await;
+    let out = ok(edgectl(&server, &["apply", "-f", &dir.join("apps").display().to_string()]).await);
+    assert_eq!(out, "namespace/team-a unchanged\nworkload/tick unchanged\nworkload/tock unchanged\n");
+    let out = edgectl(&server, &["diff", "-f", &file]).await;
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), ""), "{}", out.stderr);
+
+    // A manifest printed by `get` reads back as unchanged.
+    let yaml = ok(edgectl(&server, &["-n", "team-a", "get", "workload", "tick", "-o", "yaml"]).await);
+    assert!(yaml.contains("role: edge") && yaml.contains("replicas: 2"), "{yaml}");
+    let out = ok(edgectl_fed(&server, &["apply", "-f", "-"], Some(yaml)).await);
+    assert_eq!(out, "workload/tick unchanged\n");
+
+    // Scale changes the replica count only.
+    let before = spec_of(&workload_json(&fleet, "team-a", "tick").await);
+    let out = ok(edgectl(&server, &["-n", "team-a", "scale", "tick", "--replicas", "3"]).await);
+    assert!(out.starts_with("workload/tick scaled (revision 1)\n  replicas: 2 → 3\n"), "{out}");
+    let mut want = before.clone();
+    want["replicas"] = 3.into();
+    assert_eq!(spec_of(&workload_json(&fleet, "team-a", "tick").await), want, "scale kept everything else");
+
+    // Set env changes the environment only.
+    let out = ok(edgectl(&server, &["-n", "team-a", "set", "env", "tick", "LEVEL=info", "EXTRA=1"]).await);
+    assert!(out.contains("  env.LEVEL: debug → info\n  env.EXTRA: (unset) → 1\n"), "{out}");
+    want["env"] = serde_json::json!([["LEVEL", "info"], ["EXTRA", "1"]]);
+    assert_eq!(spec_of(&workload_json(&fleet, "team-a", "tick").await), want, "set env kept everything else");
+    let out = ok(edgectl(&server, &["-n", "team-a", "rollout", "history", "tick"]).await);
+    assert!(out.contains("2 (current)") && out.contains("env.LEVEL debug → info"), "{out}");
+
+    // Diff shows the way back, field by field, and exits 1; a dry run checks it and stores nothing.
+    let out = edgectl(&server, &["diff", "-f", &file]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    for line in [
+        "--- workload/tick (live, namespace team-a)",
+        "-  spec.replicas: 3",
+        "+  spec.replicas: 2",
+        "-  spec.env.EXTRA: 1",
+    ] {
+        assert!(out.stdout.contains(line), "{line:?} in\n{}", out.stdout);
+    }
+    let out = ok(edgectl(&server, &["apply", "--dry-run", "-f", &file]).await);
+    assert!(out.contains("workload/tick configured (server dry run)"), "{out}");
+    assert_eq!(spec_of(&workload_json(&fleet, "team-a", "tick").await), want, "a dry run stores nothing");
+    // The controller's checks run in a dry run: team-a's quota is 4 instances.
+    let over = dir.join("apps").join("over.yaml");
+    std::fs::write(&over, MANIFESTS.replace("replicas: 2", "replicas: 9")).unwrap();
+    let out = edgectl(&server, &["apply", "--dry-run", "-f", &over.display().to_string()]).await;
+    let err = one_line_error(&out);
+    assert!(err.contains("over.yaml:1:1: workload/tick: ") && err.contains("quota"), "{err}");
+
+    // A restart is a new revision; re-applying the manifest restores its fields and keeps the restart.
+    let out = ok(edgectl(&server, &["-n", "team-a", "rollout", "restart", "tick"]).await);
+    assert!(out.starts_with("workload/tick restarted (revision 3)\n  env.EDGE_RESTARTED_AT: (unset) → "), "{out}");
+    let out = ok(edgectl(&server, &["apply", "-f", &file]).await);
+    assert!(out.contains("workload/tick configured\n"), "{out}");
+    let w = workload_json(&fleet, "team-a", "tick").await;
+    assert_eq!(w["replicas"], 2);
+    let env = w["env"].as_array().unwrap();
+    assert_eq!(env[0], serde_json::json!(["LEVEL", "debug"]));
+    assert!(env.len() == 2 && env[1][0] == "EDGE_RESTARTED_AT", "{env:?}");
+    assert!(ok(edgectl(&server, &["apply", "-f", &file]).await).contains("workload/tick unchanged"));
+
+    // A re-deploy keeps what it does not name, and says what changed.
+    let ticker = example("ticker.wasm");
+    ok(edgectl(&server, &["deploy", "tock", &ticker, "--selector", "role=edge", "--memory", "16Mi"]).await);
+    let out = ok(edgectl(&server, &["deploy", "tock", &ticker, "--replicas", "2"]).await);
+    assert!(out.contains("deployed (revision 2, 2 replicas)\n  replicas: 1 → 2\n"), "{out}");
+    let w = workload_json(&fleet, "default", "tock").await;
+    assert_eq!((w["selector"]["role"].as_str(), w["memory_bytes"].as_u64()), (Some("edge"), Some(16 << 20)));
+
+    // Errors in a manifest name file, line, column and field, and nothing is applied.
+    let bad = dir.join("apps").join("bad.yaml");
+    std::fs::write(&bad, MANIFESTS.replace("memory: 16Mi", "memory: 16MB")).unwrap();
+    let out = edgectl(&server, &["apply", "-f", &bad.display().to_string()]).await;
+    assert!(
+        one_line_error(&out).ends_with("bad.yaml:12:5: spec.resources.memory: \"16MB\" is not a quantity (try 16Mi)"),
+        "{}",
+        out.stderr
+    );
+
+    let out = ok(edgectl(&server, &["delete", "-f", &file]).await);
+    assert_eq!(
+        out,
+        "workload/tock deleted\nnamespace/team-a not deleted (the controller cannot delete namespaces yet)\nworkload/tick deleted\n"
+    );
+    let out = ok(edgectl(&server, &["get", "workloads", "-A", "-o", "json"]).await);
+    assert_eq!(out.trim(), "[]");
+    // Each workload not deleted is one `error:` line.
+    let out = edgectl(&server, &["delete", "-f", &file]).await;
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(!out.ok && lines.len() == 2 && lines.iter().all(|l| l.starts_with("error: ")), "{}", out.stderr);
+    assert!(
+        lines[0].ends_with("tick.yaml:24:1: workload/tock: workload tock not found in namespace default"),
+        "{}",
+        out.stderr
+    );
+    assert!(lines[1].contains("workload/tick: workload tick not found in namespace team-a"), "{}", out.stderr);
+    ok(edgectl(&server, &["delete", "-f", &file, "--ignore-not-found"]).await);
     fleet.stop().await;
 }

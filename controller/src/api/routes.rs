@@ -14,6 +14,7 @@
 //! | `GET /v1/workloads[?namespace=NS]`              | `[WorkloadView]`                              |
 //! | `GET /v1/namespaces`, `PUT /v1/namespaces/{ns}` | `[NamespaceView]`; create or set the quota    |
 //! | `PUT /v1/namespaces/{ns}/workloads/{name}`      | create or update from a `DeployRequest`       |
+//! | either PUT with `?dry_run=true`                 | every check, nothing stored → `DryRunView`    |
 //! | `GET`/`DELETE /v1/namespaces/{ns}/workloads/{name}` | one / delete                              |
 //! | `GET /v1/namespaces/{ns}/workloads/{name}/logs?since=N` | `LogsResponse`                        |
 //! | `GET /v1/namespaces/{ns}/workloads/{name}/events` | recent lifecycle events, one line each     |
@@ -25,12 +26,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use edge_api::{
-    DeployRequest, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView, NodeDetail, NodeView,
-    StatsView, WorkloadView,
+    DeployRequest, DryRunView, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView, NodeDetail,
+    NodeView, StatsView, WorkloadView,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -39,6 +40,7 @@ use tokio::sync::watch;
 use super::admission::admit;
 use super::error::ApiError;
 use crate::cluster::{Cluster, ClusterError};
+use crate::model::{workload_key, Quota, WorkloadSpec};
 use crate::owner::ClusterHandle;
 use crate::validate::validate_module;
 
@@ -135,18 +137,58 @@ async fn list_namespaces(State(s): State<Shared>) -> Result<Json<Vec<NamespaceVi
     Ok(Json(call(&s, |c| c.namespaces_view()).await?))
 }
 
+/// `?dry_run=true` on a PUT: check everything, store nothing.
+#[derive(Deserialize)]
+struct DryRunQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
 async fn put_namespace(
     State(s): State<Shared>,
     Path(ns): Path<String>,
+    Query(q): Query<DryRunQuery>,
     body: Result<Json<NamespaceRequest>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid namespace request: {}", e.body_text())))?;
+    if q.dry_run {
+        return Ok(Json(call(&s, move |c| dry_run_namespace(c, &ns, req.quota)).await??).into_response());
+    }
     let (view, created) = call(&s, move |c| {
         let created = c.put_namespace(&ns, req.quota)?;
         Ok::<_, ClusterError>((c.namespace_view(&ns), created))
     })
     .await??;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)))
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)).into_response())
+}
+
+/// What `PUT /v1/namespaces/{ns}` would do with `quota`. Mirrors `Cluster::put_namespace`: the default namespace
+/// has no record until it is first PUT, so that PUT counts as a create.
+fn dry_run_namespace(c: &Cluster, ns: &str, quota: Quota) -> Result<DryRunView, ClusterError> {
+    valid_name("namespace", ns)?;
+    let current = c.namespaces.get(ns).map(|n| n.quota);
+    Ok(DryRunView { created: current.is_none(), changed: current != Some(quota), ..DryRunView::default() })
+}
+
+/// What `PUT …/workloads/{name}` would do with an admitted `spec`: the checks of `Cluster::deploy` (names, the
+/// namespace, its quota counting `spec` in place of the current one). A module not uploaded yet is reported, not
+/// refused, so a client can check a manifest before it uploads.
+fn dry_run_deploy(c: &Cluster, ns: &str, name: &str, spec: &WorkloadSpec) -> Result<DryRunView, ClusterError> {
+    valid_name("namespace", ns)?;
+    valid_name("workload name", name)?;
+    c.admit_to_namespace(ns, name, spec)?;
+    let current = c.workloads.get(&workload_key(ns, name)).map(|w| &w.spec);
+    Ok(DryRunView {
+        created: current.is_none(),
+        changed: current != Some(spec),
+        new_revision: current.is_none_or(|cur| !cur.same_template(spec)),
+        module_missing: !c.modules.contains_key(&spec.module),
+    })
+}
+
+/// The name rule of `Cluster::deploy` and `put_namespace`, with their wording.
+fn valid_name(what: &str, name: &str) -> Result<(), ClusterError> {
+    edge_proto::validate_name(name).map_err(|e| ClusterError::Invalid(format!("{what} {name:?}: {e}")))
 }
 
 async fn node_op(
@@ -198,16 +240,20 @@ async fn list_workloads(
 async fn deploy(
     State(s): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<DryRunQuery>,
     body: Result<Json<DeployRequest>, JsonRejection>,
-) -> Result<Json<WorkloadView>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid deploy request: {}", e.body_text())))?;
     let spec = admit(req)?;
+    if q.dry_run {
+        return Ok(Json(call(&s, move |c| dry_run_deploy(c, &ns, &name, &spec)).await??).into_response());
+    }
     let view = call(&s, move |c| {
         c.deploy(&ns, &name, spec)?;
         c.workload(&ns, &name)
     })
     .await??;
-    Ok(Json(view))
+    Ok(Json(view).into_response())
 }
 
 async fn get_workload(

@@ -54,6 +54,16 @@ impl Cluster {
                 spec.module
             )));
         }
+        self.admit_to_namespace(namespace, name, spec)
+    }
+
+    /// The namespace part of [`Cluster::admit`] (it exists, its quota holds); a dry run checks this alone.
+    pub(crate) fn admit_to_namespace(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: &WorkloadSpec,
+    ) -> Result<(), ClusterError> {
         let Some(ns) = self.namespaces.get(namespace) else {
             if namespace == DEFAULT_NAMESPACE {
                 return Ok(());

@@ -1,75 +1,135 @@
 //! `edgectl deploy`: upload the module if the controller lacks it, then create or update the workload, and with
 //! `--wait` follow it until every replica of the new revision is ready (the decision is `watch.rs`'s).
+//!
+//! Re-deploying an existing workload changes only what the flags name: the rest is read from the controller
+//! first and sent back as it was (a list flag such as `--env` replaces that whole list). The fields that changed
+//! are printed (`replicas: 2 → 3`).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use edge_api::DeployRequest;
 use edge_proto::quantity::{format_duration, parse_cpu, parse_memory, parse_volume};
-use sha2::{Digest, Sha256};
+use edge_proto::VolumeSpec;
 
 use crate::cli::DeployArgs;
-use crate::client::{Client, Refused};
+use crate::client::Client;
 use crate::follow::{follow, Ended};
+use crate::template;
 use crate::watch::{self, count, Watch};
+
+/// What the flags of one `deploy` set; `None`: not given, so kept (or defaulted for a new workload).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Given {
+    pub replicas: Option<u32>,
+    pub cpu_millis: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub cpu_limit_millis: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub volumes: Option<Vec<VolumeSpec>>,
+    pub env: Option<Vec<(String, String)>>,
+    pub args: Option<Vec<String>>,
+    pub restart: Option<String>,
+    pub on_node_loss: Option<String>,
+    pub selector: Option<BTreeMap<String, String>>,
+}
+
+/// The request for `module` with the flags `given` over the workload's `current` spec (or over the defaults of
+/// a new workload). Pure.
+pub fn merge(current: Option<&DeployRequest>, module: String, given: Given) -> DeployRequest {
+    let base = current.cloned().unwrap_or_else(template::new_workload);
+    template::normalize(DeployRequest {
+        module,
+        replicas: given.replicas.unwrap_or(base.replicas),
+        cpu_millis: given.cpu_millis.unwrap_or(base.cpu_millis),
+        memory_bytes: given.memory_bytes.unwrap_or(base.memory_bytes),
+        env: given.env.unwrap_or(base.env),
+        args: given.args.unwrap_or(base.args),
+        restart: given.restart.or(base.restart),
+        on_node_loss: given.on_node_loss.or(base.on_node_loss),
+        selector: given.selector.unwrap_or(base.selector),
+        memory_limit_bytes: given.memory_limit_bytes.or(base.memory_limit_bytes),
+        cpu_limit_millis: given.cpu_limit_millis.or(base.cpu_limit_millis),
+        // `--timeout 0` clears a timeout: normal form turns 0 into none.
+        timeout_ms: given.timeout_ms.or(base.timeout_ms),
+        volumes: given.volumes.unwrap_or(base.volumes),
+    })
+}
+
+/// `K=V` pairs of a repeatable flag; `None` when the flag was not given.
+pub fn pairs(flag: &str, values: &[String]) -> Result<Option<Vec<(String, String)>>> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    values
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("{flag} {kv:?}: expected K=V"))?;
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+fn given(args: &DeployArgs) -> Result<Given> {
+    let opt = |v: &Option<String>, parse: fn(&str) -> Result<u64, String>, flag: &str| -> Result<Option<u64>> {
+        v.as_deref().map(|s| parse(s).map_err(|e| anyhow!("{flag}: {e}"))).transpose()
+    };
+    let cpu = |s: &str| parse_cpu(s).map(u64::from);
+    let to_u32 = |v: Option<u64>| v.map(|c| u32::try_from(c).unwrap_or(u32::MAX));
+    Ok(Given {
+        replicas: args.replicas,
+        cpu_millis: to_u32(opt(&args.cpu, cpu, "--cpu")?),
+        memory_bytes: opt(&args.memory, parse_memory, "--memory")?,
+        memory_limit_bytes: opt(&args.memory_limit, parse_memory, "--memory-limit")?,
+        cpu_limit_millis: to_u32(opt(&args.cpu_limit, cpu, "--cpu-limit")?),
+        timeout_ms: args.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        volumes: if args.volumes.is_empty() {
+            None
+        } else {
+            Some(
+                args.volumes
+                    .iter()
+                    .map(|v| parse_volume(v).map_err(|e| anyhow!("--volume: {e}")))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        },
+        env: pairs("--env", &args.env)?,
+        args: (!args.args.is_empty()).then(|| args.args.clone()),
+        restart: args.restart.map(|r| r.as_str().to_string()),
+        on_node_loss: args.on_node_loss.map(|p| p.as_str().to_string()),
+        selector: pairs("--selector", &args.selector)?.map(|p| p.into_iter().collect()),
+    })
+}
 
 pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
     let path = args.module.display().to_string();
-    let cpu_millis = parse_cpu(&args.cpu).map_err(|e| anyhow!("--cpu: {e}"))?;
-    let memory_bytes = parse_memory(&args.memory).map_err(|e| anyhow!("--memory: {e}"))?;
-    let mut env = Vec::new();
-    for kv in &args.env {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--env {kv:?}: expected K=V"))?;
-        env.push((k.to_string(), v.to_string()));
+    let given = given(&args)?;
+    let bytes = crate::module::read(&args.module)?;
+    let sha = crate::module::ensure_uploaded(client, &path, bytes).await?;
+    // What stood before: the fields the flags do not name, and for the wait, the old revision's instances.
+    let before = client.find_workload(ns, &args.name).await?;
+    let current = before.as_ref().map(template::from_view);
+    let mut req = merge(current.as_ref(), sha, given);
+    if let Some(current) = &current {
+        // A new --env list does not undo a `rollout restart`.
+        template::keep_restart_marker(&mut req, current);
     }
-    let mut selector = std::collections::BTreeMap::new();
-    for kv in &args.selector {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--selector {kv:?}: expected K=V"))?;
-        selector.insert(k.to_string(), v.to_string());
-    }
-    let bytes = std::fs::read(&args.module).with_context(|| format!("cannot read {path}"))?;
-    let sha = hex::encode(Sha256::digest(&bytes));
-    // Content-addressed: skip the upload when the controller already has these bytes.
-    if client.module(&sha).await?.is_none() {
-        let size = bytes.len();
-        client.upload_module(bytes).await.map_err(|e| match e.downcast_ref::<Refused>() {
-            Some(r) if r.status == reqwest::StatusCode::PAYLOAD_TOO_LARGE => {
-                anyhow!("{path} is {size} bytes, over the controller's module size limit")
-            }
-            Some(r) if r.message.starts_with("not a WebAssembly module") => anyhow!("{path} is {}", r.message),
-            Some(r) => anyhow!("{path} was refused: {}", r.message),
-            None => e,
-        })?;
-    }
-    let req = DeployRequest {
-        module: sha,
-        replicas: args.replicas,
-        cpu_millis,
-        memory_bytes,
-        env,
-        args: args.args,
-        restart: Some(args.restart.as_str().to_string()),
-        on_node_loss: Some(args.on_node_loss.as_str().to_string()),
-        selector,
-        memory_limit_bytes: match &args.memory_limit {
-            Some(m) => Some(parse_memory(m).map_err(|e| anyhow!("--memory-limit: {e}"))?),
-            None => None,
-        },
-        cpu_limit_millis: match &args.cpu_limit {
-            Some(c) => Some(parse_cpu(c).map_err(|e| anyhow!("--cpu-limit: {e}"))?),
-            None => None,
-        },
-        timeout_ms: args.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-        volumes: args
-            .volumes
-            .iter()
-            .map(|v| parse_volume(v).map_err(|e| anyhow!("--volume: {e}")))
-            .collect::<Result<Vec<_>>>()?,
-    };
-    // What stood before, so the wait can tell the new revision's instances from the old ones.
-    let before = if args.wait { client.find_workload(ns, &args.name).await? } else { None };
     let w = client.deploy(ns, &args.name, &req).await?;
-    println!("workload {ns}/{} deployed (revision {}, {})", w.name, w.revision, count(w.replicas as usize, "replica"));
+    let replicas = count(w.replicas as usize, "replica");
+    match &current {
+        None => println!("workload {ns}/{} deployed (revision {}, {replicas})", w.name, w.revision),
+        Some(current) => {
+            let changes = template::changes(current, &req);
+            let what = if changes.is_empty() { "unchanged" } else { "deployed" };
+            println!("workload {ns}/{} {what} (revision {}, {replicas})", w.name, w.revision);
+            for c in changes {
+                println!("  {c}");
+            }
+        }
+    }
     if args.wait {
         println!("waiting up to {} for {}", format_duration(args.wait_timeout), watch::goal(&w));
         wait(client, ns, &args.name, Watch::new(before.as_ref(), w.revision), args.wait_timeout).await?;
@@ -90,5 +150,59 @@ async fn wait(client: &Client, ns: &str, name: &str, watch: Watch, timeout: Dura
         Ended::TimedOut(w) => {
             bail!("{ns}/{name} not ready after {}: {}", format_duration(timeout), watch::shortfall(&w))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn current() -> DeployRequest {
+        merge(
+            None,
+            "ab".repeat(32),
+            Given {
+                replicas: Some(2),
+                selector: Some(BTreeMap::from([("zone".into(), "b".into())])),
+                env: Some(vec![("V".into(), "1".into())]),
+                memory_limit_bytes: Some(64 << 20),
+                timeout_ms: Some(5_000),
+                ..Given::default()
+            },
+        )
+    }
+
+    /// The README's sequence: `--selector zone=b`, then `--replicas 2 --env V=2`, kept the selector.
+    #[test]
+    fn a_redeploy_keeps_what_it_does_not_name() {
+        let before = current();
+        let after = merge(
+            Some(&before),
+            before.module.clone(),
+            Given { env: Some(vec![("V".into(), "2".into())]), ..Given::default() },
+        );
+        assert_eq!(after.selector, before.selector);
+        assert_eq!((after.replicas, after.memory_limit_bytes, after.timeout_ms), (2, Some(64 << 20), Some(5_000)));
+        let shown: Vec<String> = template::changes(&before, &after).iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["env.V: 1 → 2"]);
+        let scaled = merge(Some(&after), after.module.clone(), Given { replicas: Some(3), ..Given::default() });
+        assert_eq!(template::changes(&after, &scaled)[0].to_string(), "replicas: 2 → 3");
+    }
+
+    #[test]
+    fn a_new_workload_gets_the_defaults_and_a_zero_timeout_clears() {
+        let new = merge(None, "cd".repeat(32), Given::default());
+        assert_eq!((new.replicas, new.cpu_millis, new.memory_bytes), (1, 100, 32 << 20));
+        assert_eq!(new.restart.as_deref(), Some("always"));
+        let before = current();
+        let cleared = merge(Some(&before), before.module.clone(), Given { timeout_ms: Some(0), ..Given::default() });
+        assert_eq!(cleared.timeout_ms, None);
+    }
+
+    #[test]
+    fn pairs_need_an_equals_sign() {
+        assert_eq!(pairs("--env", &[]).unwrap(), None);
+        assert_eq!(pairs("--env", &["A=b=c".into()]).unwrap(), Some(vec![("A".into(), "b=c".into())]));
+        assert!(pairs("--env", &["A".into()]).unwrap_err().to_string().contains("expected K=V"));
     }
 }

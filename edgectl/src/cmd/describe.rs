@@ -14,6 +14,7 @@ pub async fn node(client: &Client, name: &str, output: Output) -> Result<()> {
     let d = client.node(name).await?;
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+        Output::Yaml => print!("{}", crate::manifest::render::json(&serde_json::to_value(&d)?)),
         Output::Table => print!("{}", render(&d)),
     }
     Ok(())
@@ -25,6 +26,9 @@ pub async fn workload(client: &Client, ns: &str, name: &str, output: Output) -> 
     match output {
         Output::Json => {
             println!("{}", serde_json::to_string_pretty(&serde_json::json!({"workload": w, "events": events}))?)
+        }
+        Output::Yaml => {
+            print!("{}", crate::manifest::render::json(&serde_json::json!({"workload": w, "events": events})))
         }
         Output::Table => print!("{}", render_workload(&w, &events)),
     }

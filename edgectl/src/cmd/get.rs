@@ -1,45 +1,81 @@
-//! `edgectl get nodes|workloads|namespaces|modules [-o table|json]`.
+//! `edgectl get nodes|workloads|namespaces|modules [NAME] [-o table|json|yaml]`. With `-o yaml` workloads and
+//! namespaces print as manifests (`apply -f` reads them back as `unchanged`).
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use edge_api::{ModuleView, NamespaceView, NodeView, WorkloadView};
 
 use crate::cli::{GetWhat, Output};
 use crate::client::Client;
+use crate::manifest::render;
 use crate::table::Table;
 use edge_proto::quantity::{format_cpu, format_memory};
 
-pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, output: Output) -> Result<()> {
+pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, name: Option<&str>, output: Output) -> Result<()> {
     match what {
         GetWhat::Nodes => {
-            let nodes = client.nodes().await?;
+            let mut nodes = client.nodes().await?;
+            if let Some(name) = name {
+                nodes.retain(|n| n.name == name);
+                if nodes.is_empty() {
+                    return Err(anyhow!("node {name} not found"));
+                }
+            }
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
+                Output::Json => println!("{}", json_of(&nodes, name.is_some())?),
+                Output::Yaml => print!("{}", render::json(&value_of(&nodes, name.is_some())?)),
                 Output::Table => print!("{}", nodes_table(&nodes)),
             }
         }
         GetWhat::Namespaces => {
-            let namespaces = client.namespaces().await?;
+            let mut namespaces = client.namespaces().await?;
+            if let Some(name) = name {
+                namespaces.retain(|n| n.name == name);
+                if namespaces.is_empty() {
+                    return Err(anyhow!("namespace {name} not found"));
+                }
+            }
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&namespaces)?),
+                Output::Json => println!("{}", json_of(&namespaces, name.is_some())?),
+                Output::Yaml => print!("{}", namespaces.iter().map(render::namespace).collect::<String>()),
                 Output::Table => print!("{}", namespaces_table(&namespaces)),
             }
         }
         GetWhat::Modules => {
-            let modules = client.modules().await?;
+            let modules = match name {
+                Some(sha) => vec![client.module(sha).await?.ok_or_else(|| anyhow!("module {sha} not found"))?],
+                None => client.modules().await?,
+            };
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&modules)?),
+                Output::Json => println!("{}", json_of(&modules, name.is_some())?),
+                Output::Yaml => print!("{}", render::json(&value_of(&modules, name.is_some())?)),
                 Output::Table => print!("{}", modules_table(&modules)),
             }
         }
         GetWhat::Workloads => {
-            let workloads = client.workloads(ns).await?;
+            let workloads = match name {
+                Some(name) => vec![client.workload(ns.unwrap_or("default"), name).await?],
+                None => client.workloads(ns).await?,
+            };
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&workloads)?),
+                Output::Json => println!("{}", json_of(&workloads, name.is_some())?),
+                Output::Yaml => print!("{}", workloads.iter().map(render::workload).collect::<String>()),
                 Output::Table => print!("{}", workloads_table(&workloads)),
             }
         }
     }
     Ok(())
+}
+
+/// A list, or its one item when one was asked for by name.
+fn value_of<T: serde::Serialize>(items: &[T], one: bool) -> Result<serde_json::Value> {
+    Ok(match (one, items.first()) {
+        (true, Some(item)) => serde_json::to_value(item)?,
+        _ => serde_json::to_value(items)?,
+    })
+}
+
+fn json_of<T: serde::Serialize>(items: &[T], one: bool) -> Result<String> {
+    Ok(serde_json::to_string_pretty(&value_of(items, one)?)?)
 }
 
 fn nodes_table(nodes: &[NodeView]) -> String {

@@ -1,11 +1,14 @@
-//! One module per subcommand.
+//! One module per subcommand (`apply` also holds `diff -f` and `delete -f`; `edit` holds `scale`, `set` and
+//! `rollout restart`, the changes that touch only what they name).
 
+pub mod apply;
 pub mod create;
 pub mod delete;
 pub mod deploy;
 pub mod describe;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod edit;
 pub mod get;
 pub mod logs;
 pub mod node;

@@ -1,4 +1,4 @@
-//! `edgectl rollout status|history|undo NAME`: follow, list and roll back a workload's revisions.
+//! `edgectl rollout status|history|undo|restart NAME`: follow, list, roll back and restart a workload's revisions.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use crate::cli::RolloutCommand;
 use crate::client::Client;
 use crate::follow::{follow, Ended};
 use crate::table::Table;
+use crate::template;
 use crate::watch::{self, count, Watch};
 
 pub async fn run(client: &Client, ns: &str, command: RolloutCommand) -> Result<()> {
@@ -17,28 +18,61 @@ pub async fn run(client: &Client, ns: &str, command: RolloutCommand) -> Result<(
         RolloutCommand::Status { name, timeout } => status(client, ns, &name, timeout).await,
         RolloutCommand::History { name } => {
             let w = client.workload(ns, &name).await?;
-            let mut t = Table::new(["REVISION", "CREATED", "MODULE", "CPU", "MEMORY", "ENV", "ARGS"]);
-            for r in &w.revisions {
-                let env: Vec<String> = r.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                t.row([
-                    if r.revision == w.revision { format!("{} (current)", r.revision) } else { r.revision.to_string() },
-                    r.created.clone(),
-                    r.module.chars().take(12).collect(),
-                    format_cpu(r.cpu_millis),
-                    format_memory(r.memory_bytes),
-                    env.join(","),
-                    r.args.join(" "),
-                ]);
-            }
-            print!("{}", t.render());
+            print!("{}", history_table(&w));
             Ok(())
         }
+        RolloutCommand::Restart { name } => super::edit::restart(client, ns, &name).await,
         RolloutCommand::Undo { name, to_revision } => {
             let w = client.undo(ns, &name, to_revision).await?;
             println!("workload {ns}/{name} rolled back (now revision {})", w.revision);
             Ok(())
         }
     }
+}
+
+/// One row per kept revision, with what changed since the one before it (`created` for the first).
+fn history_table(w: &WorkloadView) -> String {
+    let mut t = Table::new(["REVISION", "CREATED", "MODULE", "CPU", "MEMORY", "CHANGE"]);
+    let mut previous: Option<edge_api::DeployRequest> = None;
+    for r in &w.revisions {
+        let this = template::from_revision(r);
+        let change = match &previous {
+            None if r.revision == 1 => "created".to_string(),
+            // The history was trimmed: what came before is not known any more.
+            None => "-".to_string(),
+            Some(p) => {
+                let changes: Vec<String> = template::template_changes(p, &this).iter().map(short).collect();
+                if changes.is_empty() {
+                    "(same template)".into()
+                } else {
+                    changes.join("; ")
+                }
+            }
+        };
+        t.row([
+            if r.revision == w.revision { format!("{} (current)", r.revision) } else { r.revision.to_string() },
+            r.created.clone(),
+            r.module.chars().take(12).collect(),
+            format_cpu(r.cpu_millis),
+            format_memory(r.memory_bytes),
+            change,
+        ]);
+        previous = Some(this);
+    }
+    t.render()
+}
+
+/// A change for a table cell: long values (a module's sha256, a long variable) cut short.
+fn short(c: &template::Change) -> String {
+    if c.field == format!("env.{}", template::RESTARTED_AT) {
+        return "restarted".into();
+    }
+    let cut = |v: &Option<String>| match v {
+        None => "(unset)".to_string(),
+        Some(v) if v.chars().count() > 24 => format!("{}…", v.chars().take(19).collect::<String>()),
+        Some(v) => v.clone(),
+    };
+    format!("{} {} → {}", c.field, cut(&c.before), cut(&c.after))
 }
 
 /// Follows the current revision until every replica is ready, one is failing, or `timeout` passes.

@@ -28,7 +28,9 @@ pub struct NodeSlot {
     pub allocated: Resources,
     /// Replicas per workload key already on this node.
     pub replicas: HashMap<String, u32>,
-    pub labels: BTreeMap<String, String>,
+    /// Sorted by key, one entry per key. A vector, not a map: a snapshot is kept between passes for every node,
+    /// and a `BTreeMap` allocates room for eleven entries where a node has two or three.
+    pub labels: Vec<(String, String)>,
     /// Fingerprint of the node's engine profile (see `edge_engine::fingerprint`), when known.
     pub engine: Option<String>,
 }
@@ -44,7 +46,7 @@ impl NodeSlot {
             allocatable,
             allocated: Resources::ZERO,
             replicas: HashMap::new(),
-            labels: BTreeMap::new(),
+            labels: Vec::new(),
             engine: None,
         }
     }
@@ -54,13 +56,19 @@ impl NodeSlot {
         self
     }
 
-    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> NodeSlot {
-        self.labels = labels;
+    pub fn with_labels(mut self, labels: impl IntoIterator<Item = (String, String)>) -> NodeSlot {
+        // Through a map: later pairs win, as they would in one.
+        let map: BTreeMap<String, String> = labels.into_iter().collect();
+        self.labels = map.into_iter().collect();
         self
     }
 
     fn matches(&self, selector: &BTreeMap<String, String>) -> bool {
-        selector.iter().all(|(k, v)| self.labels.get(k) == Some(v))
+        selector.iter().all(|(k, v)| self.label(k) == Some(v))
+    }
+
+    pub fn label(&self, key: &str) -> Option<&String> {
+        self.labels.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| &self.labels[i].1)
     }
 
     fn free(&self) -> Resources {
@@ -198,7 +206,7 @@ impl Snapshot {
         let mut s = Snapshot { index: HashMap::with_capacity(nodes.len()), ..Default::default() };
         for (i, n) in nodes.iter().enumerate() {
             s.index.insert(n.name.clone(), i);
-            let zone = n.labels.get(ZONE_LABEL).map(|z| match s.zone_names.iter().position(|x| x == z) {
+            let zone = n.label(ZONE_LABEL).map(|z| match s.zone_names.iter().position(|x| x == z) {
                 Some(p) => p as u32,
                 None => {
                     s.zone_names.push(z.clone());

@@ -21,8 +21,8 @@
 //! then applies the same changes to redb in a transaction with `Durability::None` that also sets
 //! `meta.wal_seq` to the record's seq, and only then returns. A non-durable redb commit is visible to readers at
 //! once but reaches the disk only with the next durable one: a *checkpoint* (a redb commit with
-//! `Durability::Immediate`), made when the next record would not fit in the log before writing restarts at
-//! offset 0, when the store is dropped, and implicitly by every other write ([`Store::put_module`],
+//! `Durability::Immediate`), made every [`CHECKPOINT_EVERY`] commits (redb holds non-durable writes in memory),
+//! when the next record would not fit in the log before writing restarts at offset 0, when the store is dropped, and implicitly by every other write ([`Store::put_module`],
 //! [`Store::put_artifact`], a change too large for the log), which stay durable redb commits. This is what etcd
 //! does: log append + fsync per write, the B-tree backend committed lazily.
 //!
@@ -141,7 +141,14 @@ struct Log {
     dirty: bool,
     /// Set when an append or a non-durable apply failed (see the module invariants).
     poisoned: bool,
+    /// Non-durable commits since the last checkpoint.
+    since_checkpoint: u32,
 }
+
+/// Non-durable commits between two checkpoints at most: redb holds what a non-durable commit wrote in memory
+/// until the next durable one, so this bounds that memory (a checkpoint costs one durable commit, about two
+/// appends' worth, once per this many).
+const CHECKPOINT_EVERY: u32 = 1_024;
 
 impl Store {
     /// Opens (or creates) the store in `dir`, replaying its log, with a log of the default size.
@@ -199,7 +206,11 @@ impl Store {
         let next_seq = durable.checked_add(1).ok_or(StoreError::WalSeqExhausted { found: durable })?;
         let file = WalFile::prepare(dir, options.size)
             .map_err(|source| StoreError::Wal { path: dir.join(wal::FILE_NAME).display().to_string(), source })?;
-        Ok(Store { db, issuer, log: Mutex::new(Log { file, next_seq, dirty: false, poisoned: false }) })
+        Ok(Store {
+            db,
+            issuer,
+            log: Mutex::new(Log { file, next_seq, dirty: false, poisoned: false, since_checkpoint: 0 }),
+        })
     }
 
     /// This store's issuer id (see the module doc).
@@ -261,6 +272,7 @@ impl Store {
             // Every record in the log is applied; make them durable before writing over them.
             checkpoint(&self.db, seq - 1)?;
             log.dirty = false;
+            log.since_checkpoint = 0;
             log.file.rewind();
         }
         if let Err(source) = log.file.append(&record) {
@@ -269,7 +281,15 @@ impl Store {
         }
         log.next_seq = next_seq;
         log.dirty = true;
-        apply(&self.db, &ops, Some(seq), Durability::None).inspect_err(|_| log.poisoned = true)
+        apply(&self.db, &ops, Some(seq), Durability::None).inspect_err(|_| log.poisoned = true)?;
+        log.since_checkpoint += 1;
+        if log.since_checkpoint >= CHECKPOINT_EVERY {
+            // Not rewound: the records behind stay a consecutive prefix, all at most the durable `wal_seq`.
+            checkpoint(&self.db, seq)?;
+            log.dirty = false;
+            log.since_checkpoint = 0;
+        }
+        Ok(())
     }
 
     /// Stores a module's bytes and metadata together (idempotent: content-addressed).

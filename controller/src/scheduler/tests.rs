@@ -43,8 +43,8 @@ fn spreads_replicas_over_equal_nodes() {
 fn unbooking_a_workload_restores_the_snapshot_it_was_booked_into() {
     let fresh = || {
         let mut s = Snapshot::new(vec![
-            NodeSlot::new("a", res(1000, 100)).with_labels([(ZONE_LABEL.into(), "z1".into())].into()),
-            NodeSlot::new("b", res(1000, 100)).with_labels([(ZONE_LABEL.into(), "z2".into())].into()),
+            NodeSlot::new("a", res(1000, 100)).with_labels([(ZONE_LABEL.to_string(), "z1".to_string())]),
+            NodeSlot::new("b", res(1000, 100)).with_labels([(ZONE_LABEL.to_string(), "z2".to_string())]),
         ]);
         s.book("a", "ns/other", res(100, 10));
         s

@@ -124,6 +124,8 @@ impl Cluster {
     /// A full pass, also moving instances off `draining` nodes; commits workload `write` whether or not its
     /// instances change.
     fn reconcile_with(&mut self, draining: &HashSet<String>, write: Option<&str>) -> Result<(), ClusterError> {
+        // Dropped before the new one is built: never two snapshots of the whole fleet alive at once.
+        self.sched = None;
         let mut changed: Vec<String> = write.map(str::to_string).into_iter().collect();
         let mut new_id = self.id_generator();
         let now = Instant::now();

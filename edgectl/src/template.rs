@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use edge_api::{DeployRequest, RevisionView, WorkloadView};
-use edge_proto::quantity::{format_cpu, format_duration};
+use edge_proto::quantity::{format_cpu, format_duration, format_memory_exact};
 
 /// The environment variable `edgectl rollout restart` sets to the time of the restart: a change of template,
 /// hence a new revision whose replicas replace the old ones (the controller has no other way to ask for one).
@@ -111,27 +111,6 @@ pub fn keep_restart_marker(desired: &mut DeployRequest, current: &DeployRequest)
     }
 }
 
-/// Bytes in the largest unit that holds them exactly (`64Mi`, `500M`, `1000`): what reads back to the same
-/// number, unlike the rounded `format_memory` of tables.
-pub fn exact_memory(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 10] = [
-        ("Ei", 1 << 60),
-        ("Pi", 1 << 50),
-        ("Ti", 1 << 40),
-        ("Gi", 1 << 30),
-        ("Mi", 1 << 20),
-        ("Ki", 1 << 10),
-        ("T", 1_000_000_000_000),
-        ("G", 1_000_000_000),
-        ("M", 1_000_000),
-        ("k", 1_000),
-    ];
-    match UNITS.iter().find(|(_, size)| bytes > 0 && bytes.is_multiple_of(*size)) {
-        Some((unit, size)) => format!("{}{unit}", bytes / size),
-        None => bytes.to_string(),
-    }
-}
-
 /// Every field of a request in normal form, named as in a manifest, in manifest order.
 pub fn fields(r: &DeployRequest) -> Vec<(String, String)> {
     let mut out =
@@ -140,12 +119,12 @@ pub fn fields(r: &DeployRequest) -> Vec<(String, String)> {
         out.push((format!("nodeSelector.{k}"), v.clone()));
     }
     out.push(("resources.cpu".into(), format_cpu(r.cpu_millis)));
-    out.push(("resources.memory".into(), exact_memory(r.memory_bytes)));
+    out.push(("resources.memory".into(), format_memory_exact(r.memory_bytes)));
     if let Some(c) = r.cpu_limit_millis {
         out.push(("limits.cpu".into(), format_cpu(c)));
     }
     if let Some(m) = r.memory_limit_bytes {
-        out.push(("limits.memory".into(), exact_memory(m)));
+        out.push(("limits.memory".into(), format_memory_exact(m)));
     }
     out.extend(keyed("env", r.env.iter().map(|(k, v)| (k.clone(), v.clone()))));
     if !r.args.is_empty() {
@@ -156,7 +135,7 @@ pub fn fields(r: &DeployRequest) -> Vec<(String, String)> {
     if let Some(t) = r.timeout_ms {
         out.push(("timeout".into(), format_duration(std::time::Duration::from_millis(t))));
     }
-    out.extend(keyed("volumes", r.volumes.iter().map(|v| (v.name.clone(), exact_memory(v.size_bytes)))));
+    out.extend(keyed("volumes", r.volumes.iter().map(|v| (v.name.clone(), format_memory_exact(v.size_bytes)))));
     out
 }
 
@@ -286,11 +265,11 @@ mod tests {
     #[test]
     fn exact_memory_reads_back_to_the_same_bytes() {
         for bytes in [1u64, 1000, 1024, 64 << 20, 100_000_000, (3 << 29) + 1, 1 << 62, u64::MAX] {
-            let text = exact_memory(bytes);
+            let text = format_memory_exact(bytes);
             assert_eq!(edge_proto::quantity::parse_memory(&text), Ok(bytes), "{text}");
         }
-        assert_eq!(exact_memory(64 << 20), "64Mi");
-        assert_eq!(exact_memory(500_000_000), "500M");
+        assert_eq!(format_memory_exact(64 << 20), "64Mi");
+        assert_eq!(format_memory_exact(500_000_000), "500M");
     }
 
     #[test]

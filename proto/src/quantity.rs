@@ -20,26 +20,29 @@ pub fn parse_cpu(s: &str) -> Result<u32, String> {
     u32::try_from(millis).map_err(|_| bad())
 }
 
+/// Memory suffixes and their sizes: the binary ones (`Ki`…`Ei`), then the decimal ones (`k`…`E`), each from small
+/// to large.
+const MEMORY_UNITS: [(&str, u64); 12] = [
+    ("Ki", 1 << 10),
+    ("Mi", 1 << 20),
+    ("Gi", 1 << 30),
+    ("Ti", 1 << 40),
+    ("Pi", 1 << 50),
+    ("Ei", 1 << 60),
+    ("k", 1_000),
+    ("M", 1_000_000),
+    ("G", 1_000_000_000),
+    ("T", 1_000_000_000_000),
+    ("P", 1_000_000_000_000_000),
+    ("E", 1_000_000_000_000_000_000),
+];
+
 /// Parses a memory quantity into bytes.
 pub fn parse_memory(s: &str) -> Result<u64, String> {
     let bad = || format!("invalid memory quantity {s:?} (examples: 64Mi, 1Gi, 500M, 1048576)");
     let s = s.trim();
-    const UNITS: [(&str, u64); 12] = [
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("Pi", 1 << 50),
-        ("Ei", 1 << 60),
-        ("k", 1_000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("T", 1_000_000_000_000),
-        ("P", 1_000_000_000_000_000),
-        ("E", 1_000_000_000_000_000_000),
-    ];
     let (num, mult) =
-        UNITS.iter().find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult))).unwrap_or((s, 1));
+        MEMORY_UNITS.iter().find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult))).unwrap_or((s, 1));
     if let Ok(n) = num.parse::<u64>() {
         return n.checked_mul(mult).ok_or_else(bad);
     }
@@ -64,6 +67,18 @@ pub fn format_memory(bytes: u64) -> String {
         }
     }
     bytes.to_string()
+}
+
+/// Bytes in the largest unit that holds them exactly (`64Mi`, `500M`, `1000`): what [`parse_memory`] reads back
+/// to the same number, unlike the rounded [`format_memory`] of tables. Binary units first, then decimal ones up
+/// to `T`.
+pub fn format_memory_exact(bytes: u64) -> String {
+    let binary = MEMORY_UNITS[..6].iter().rev();
+    let decimal = MEMORY_UNITS[6..10].iter().rev();
+    match binary.chain(decimal).find(|(_, size)| bytes > 0 && bytes.is_multiple_of(*size)) {
+        Some((unit, size)) => format!("{}{unit}", bytes / size),
+        None => bytes.to_string(),
+    }
 }
 
 /// Formats millicores: `250m`, `2`.

@@ -172,10 +172,8 @@ impl Cluster {
     /// module's invariant).
     pub(crate) fn reconcile_only(&mut self, keys: &BTreeSet<String>, write: Option<&str>) -> Result<(), ClusterError> {
         let now = Instant::now();
-        if self.dirty || now >= self.liveness_due || self.sched.is_none() {
-            return self.reconcile_with(&HashSet::new(), write);
-        }
-        let Some(mut snap) = self.sched.take() else { return self.reconcile_with(&HashSet::new(), write) };
+        let kept = if self.dirty || now >= self.liveness_due { None } else { self.sched.take() };
+        let Some(mut snap) = kept else { return self.reconcile_with(&HashSet::new(), write) };
         // Workloads with pending instances come too: what these workloads free may let them be placed.
         let mut keys = keys.clone();
         if self.pending > 0 {

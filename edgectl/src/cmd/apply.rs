@@ -10,14 +10,14 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use edge_api::{DeployRequest, NamespaceRequest, Quota};
-use edge_proto::quantity::format_cpu;
+use edge_proto::quantity::{format_cpu, format_memory_exact};
 use reqwest::StatusCode;
 
 use crate::cli::DryRun;
 use crate::client::{Client, Refused};
 use crate::manifest::decode::{ModuleRef, Object};
 use crate::manifest::source::{load, Loaded};
-use crate::template::{self, exact_memory, Change};
+use crate::template::{self, Change};
 
 /// One object of the manifests, next to what the controller holds for it.
 // A command holds a few of these, briefly: boxing the larger variant would buy nothing.
@@ -93,7 +93,7 @@ fn quota_fields(q: &Quota) -> Vec<(String, String)> {
         out.push(("quota.cpu".to_string(), format_cpu(u32::try_from(c).unwrap_or(u32::MAX))));
     }
     if let Some(m) = q.memory_bytes {
-        out.push(("quota.memory".to_string(), exact_memory(m)));
+        out.push(("quota.memory".to_string(), format_memory_exact(m)));
     }
     if let Some(i) = q.instances {
         out.push(("quota.instances".to_string(), i.to_string()));

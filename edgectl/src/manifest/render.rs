@@ -2,12 +2,12 @@
 //! values as YAML for everything else `-o yaml` prints. Pure; `yaml-rust2`'s emitter does the quoting.
 
 use edge_api::{NamespaceView, WorkloadView};
-use edge_proto::quantity::{format_cpu, format_duration};
+use edge_proto::quantity::{format_cpu, format_duration, format_memory_exact};
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter};
 
 use super::decode::API_VERSION;
-use crate::template::{exact_memory, from_view, manifest_word, NODE_LOSS_POLICIES, RESTART_POLICIES};
+use crate::template::{from_view, manifest_word, NODE_LOSS_POLICIES, RESTART_POLICIES};
 
 fn s(text: impl Into<String>) -> Yaml {
     Yaml::String(text.into())
@@ -52,7 +52,7 @@ pub fn workload(w: &WorkloadView) -> String {
     push(
         &mut spec,
         "resources",
-        map([("cpu", s(format_cpu(r.cpu_millis))), ("memory", s(exact_memory(r.memory_bytes)))]),
+        map([("cpu", s(format_cpu(r.cpu_millis))), ("memory", s(format_memory_exact(r.memory_bytes)))]),
     );
     if r.cpu_limit_millis.is_some() || r.memory_limit_bytes.is_some() {
         let mut limits = Yaml::Hash(Hash::new());
@@ -60,7 +60,7 @@ pub fn workload(w: &WorkloadView) -> String {
             push(&mut limits, "cpu", s(format_cpu(c)));
         }
         if let Some(m) = r.memory_limit_bytes {
-            push(&mut limits, "memory", s(exact_memory(m)));
+            push(&mut limits, "memory", s(format_memory_exact(m)));
         }
         push(&mut spec, "limits", limits);
     }
@@ -77,8 +77,10 @@ pub fn workload(w: &WorkloadView) -> String {
         push(&mut spec, "timeout", s(format_duration(std::time::Duration::from_millis(t))));
     }
     if !r.volumes.is_empty() {
-        let volumes =
-            r.volumes.iter().map(|v| map([("name", s(v.name.as_str())), ("size", s(exact_memory(v.size_bytes)))]));
+        let volumes = r
+            .volumes
+            .iter()
+            .map(|v| map([("name", s(v.name.as_str())), ("size", s(format_memory_exact(v.size_bytes)))]));
         push(&mut spec, "volumes", Yaml::Array(volumes.collect()));
     }
     emit(&map([
@@ -103,7 +105,7 @@ pub fn namespace(n: &NamespaceView) -> String {
             push(&mut quota, "cpu", s(format_cpu(u32::try_from(c).unwrap_or(u32::MAX))));
         }
         if let Some(m) = q.memory_bytes {
-            push(&mut quota, "memory", s(exact_memory(m)));
+            push(&mut quota, "memory", s(format_memory_exact(m)));
         }
         if let Some(i) = q.instances {
             push(&mut quota, "instances", Yaml::Integer(i64::try_from(i).unwrap_or(i64::MAX)));

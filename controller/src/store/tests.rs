@@ -176,6 +176,23 @@ fn a_change_larger_than_the_log_is_committed_directly() {
     assert_eq!(names(&store), ["ns-1", "ns-2"]);
 }
 
+#[test]
+fn a_batch_of_many_changes_is_committed_directly_and_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let many: Vec<NamespaceRecord> = (10..10 + LARGE_BATCH as u64 + 1).map(namespace).collect();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.commit(&[Change::PutNamespace(&namespace(1))]).unwrap();
+        store.commit(&many.iter().map(Change::PutNamespace).collect::<Vec<_>>()).unwrap();
+        // Durable at once, with the logged record before it, whose seq it keeps.
+        assert_eq!(durable_state_while_open(&store), 1);
+        store.commit(&[Change::PutNamespace(&namespace(2))]).unwrap();
+    }
+    assert_eq!(durable_state(dir.path()).0, 2);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(names(&store).len(), many.len() + 2);
+}
+
 /// `meta.wal_seq` as the open store sees it.
 fn durable_state_while_open(store: &Store) -> u64 {
     let txn = store.db.begin_read().unwrap();

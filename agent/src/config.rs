@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub limits: Limits,
     /// The engine target (else this CPU's: Cranelift where it has a backend, Pulley elsewhere).
     pub engine: Option<EngineTarget>,
+    /// A join token (`edgectl token create`), used once: after joining, the node's identity is in its store.
+    pub join: Option<String>,
 }
 
 impl AgentConfig {
@@ -52,6 +54,7 @@ impl AgentConfig {
             prefix: edge_proto::topic::DEFAULT_PREFIX.to_string(),
             limits: Limits::default(),
             engine: None,
+            join: None,
         }
     }
 }

@@ -8,6 +8,8 @@
 //! Layout:
 //! - [`config`]: configuration, the bounds of local state, and the node identity it announces.
 //! - [`session`]: the MQTT connection over [`edge_link`] (Last Will, resubscribe on every ConnAck, back-off).
+//! - [`join`]: the node's half of joining with a token (node key, password, the exchange, checking the answer).
+//! - [`identity`]: the node's name, pinned cluster key and MQTT password, kept in the store from the join on.
 //! - [`mail`]: the messages between the tasks (inputs of the core, outgoing messages of the session).
 //! - [`core`]: the single task that owns the node's state: specs, instances, events, module downloads.
 //! - [`outbox`]: the event outbox as a pure state machine (numbering, acks, resend pacing).
@@ -26,6 +28,8 @@ pub mod config;
 pub mod core;
 pub mod download;
 pub mod error;
+pub mod identity;
+pub mod join;
 pub mod limits;
 pub mod logring;
 pub mod logsink;
@@ -52,13 +56,24 @@ pub use error::AgentError;
 use node::Node;
 
 /// Runs the agent until `shutdown` turns true (or its sender is dropped). On return every instance is stopped.
-pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+///
+/// First the node's identity ([`identity::establish`]): the stored one, or a join with `config.join`, or none
+/// (anonymous, for an open broker). A join that fails is an error and nothing runs; one interrupted by
+/// `shutdown` returns `Ok`.
+pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+    let identity = match identity::establish(&config, &mut shutdown).await {
+        Ok(identity) => identity,
+        Err(e) if identity::stopped(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let topics = Topics::new(&config.prefix);
     let (core_tx, core_rx) = mpsc::channel(session::CORE_QUEUE);
     let (logs_tx, logs_rx) = mpsc::channel(session::LOG_QUEUE);
     let mut node = Node::open(&config, Some(core_tx))?;
     node.core.boot()?;
-    let link = session::link_options(&config.node, &config.broker_host, config.broker_port, &topics);
+    // The pinned cluster key stays with `identity` for the checks of signed state.
+    let password = identity.as_ref().map(|i| i.password.as_str());
+    let link = session::link_options(&config.node, &config.broker_host, config.broker_port, &topics, password);
     let mailboxes = session::Mailboxes { core: core_rx, logs: logs_rx };
     let session = tokio::spawn(session::run(link, topics, node.inputs_tx.clone(), mailboxes, shutdown.clone()));
     let logs = node.logs_rx.take().expect("taken once");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
-use edge_agent::AgentConfig;
+use edge_agent::{AgentConfig, AgentError};
 
 #[derive(Parser)]
 #[command(version, about = "The edge orchestrator's node agent: runs WebAssembly workloads on this board")]
@@ -60,6 +60,10 @@ struct Args {
     /// args, env).
     #[arg(long, requires = "standalone")]
     manifest: Option<PathBuf>,
+    /// Join the cluster with this token (`edgectl token create`). Used once: the node's identity is then kept in
+    /// --data, and later starts need no token.
+    #[arg(long, value_name = "TOKEN", env = "EDGE_JOIN", hide_env_values = true)]
+    join: Option<String>,
 }
 
 #[tokio::main]
@@ -105,6 +109,7 @@ async fn run() -> anyhow::Result<()> {
         config.reserved = Some(edge_proto::Resources { cpu_millis: cpu, memory_bytes: memory });
     }
     config.heartbeat = args.heartbeat.0;
+    config.join = args.join;
     for kv in &args.labels {
         let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--label {kv:?}: expected K=V"))?;
         config.labels.push((k.to_string(), v.to_string()));
@@ -115,8 +120,17 @@ async fn run() -> anyhow::Result<()> {
         let _ = tx.send(true);
     });
     match args.manifest {
-        Some(manifest) => edge_agent::run_standalone(config, &manifest, rx).await.context("agent failed"),
-        None => edge_agent::run(config, rx).await.context("agent failed"),
+        Some(manifest) => {
+            if config.join.is_some() {
+                tracing::warn!("--join ignored: a standalone node joins no cluster");
+            }
+            edge_agent::run_standalone(config, &manifest, rx).await.context("agent failed")
+        }
+        // A refused join is the operator's to fix, not an agent failure: its line says what to do.
+        None => edge_agent::run(config, rx).await.map_err(|e| match e {
+            e @ (AgentError::Join(_) | AgentError::OtherNode { .. }) => anyhow::Error::new(e),
+            e => anyhow::Error::new(e).context("agent failed"),
+        }),
     }
 }
 

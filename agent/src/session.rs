@@ -27,15 +27,20 @@ pub const CORE_QUEUE: usize = 1024;
 /// counted upstream).
 pub const LOG_QUEUE: usize = 16;
 
-/// The agent's link: client id = node name, Last Will = `offline` on its status topic (retained, QoS 1).
-pub fn link_options(node: &str, host: &str, port: u16, topics: &Topics) -> LinkOptions {
+/// The agent's link: client id = node name, Last Will = `offline` on its status topic (retained, QoS 1). With
+/// the `password` of a joined node it logs in as itself (username = node name); without, anonymously.
+pub fn link_options(node: &str, host: &str, port: u16, topics: &Topics, password: Option<&str>) -> LinkOptions {
     let will = LastWill::new(
         topics.node(node, Channel::Status),
         edge_proto::encode(&Message::Status(NodeStatus { online: false })),
         QoS::AtLeastOnce,
         true,
     );
-    LinkOptions::new(node, host, port).last_will(will)
+    let link = LinkOptions::new(node, host, port).last_will(will);
+    match password {
+        Some(password) => link.credentials(node, password),
+        None => link,
+    }
 }
 
 /// The two queues into the session.

@@ -14,6 +14,9 @@
 //! - `restarts`: instance id → u32 LE, how many times the agent started the instance again.
 //! - `finished`: instance id → postcard [`Finished`]: the terminal state of a run-to-completion instance (its
 //!   policy said not to restart it), so an agent restart never runs it again.
+//! - `identity`: `current` → postcard [`Identity`]: the node's name, the pinned cluster key and its MQTT
+//!   password, written once when the node joins (`--join`). Added without a schema change: an older agent
+//!   ignores the table (and connects anonymously), a store without it is a node that never joined.
 //!
 //! **Invariants:**
 //! - A spec is committed here before any instance is started or stopped because of it.
@@ -21,13 +24,16 @@
 //!   transaction, so a gap the controller sees is an event the full outbox dropped, nothing else.
 //! - A module referenced by the current spec is never evicted.
 //! - A finished instance stays finished for as long as its id is in the spec (ids change with templates).
+//! - An identity is written only after the controller's acceptance verified under the token's cluster key, in
+//!   one durable commit: a store holds a whole identity or none.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use edge_proto::{Event, NodeSpec, Sha256};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
+pub use crate::identity::Identity;
 pub use crate::supervisor::Finished;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -37,6 +43,7 @@ const MODULE_META: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("mod
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const RESTARTS: TableDefinition<&str, u32> = TableDefinition::new("restarts");
 const FINISHED: TableDefinition<&str, &[u8]> = TableDefinition::new("finished");
+const IDENTITY: TableDefinition<&str, &[u8]> = TableDefinition::new("identity");
 
 /// Version 1 numbered events in reserved blocks and had no outbox; version 2 kept protocol-v2 specs and
 /// WebAssembly bytes; version 3 kept protocol-3 specs (no issuer) and had no `finished` table. All are migrated
@@ -52,6 +59,8 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("agent store has schema version {found}, this agent reads versions up to {SCHEMA_VERSION}")]
     Schema { found: u32 },
+    #[error("cannot make the agent store {path} private (mode 0600) before storing the node's password")]
+    Permissions { path: String, source: std::io::Error },
     #[error("the persisted {what} is corrupt")]
     Corrupt { what: &'static str },
 }
@@ -69,13 +78,16 @@ pub struct Appended {
 
 pub struct Store {
     db: Database,
+    /// The redb file, whose mode [`Store::put_identity`] narrows before a secret goes into it.
+    path: PathBuf,
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
-        let db = Database::create(dir.join("agent.redb")).map_err(db_err)?;
+        let path = dir.join("agent.redb");
+        let db = Database::create(&path).map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -108,9 +120,10 @@ impl Store {
             txn.open_table(OUTBOX).map_err(db_err)?;
             txn.open_table(RESTARTS).map_err(db_err)?;
             txn.open_table(FINISHED).map_err(db_err)?;
+            txn.open_table(IDENTITY).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Store { db })
+        Ok(Store { db, path })
     }
 
     /// Records the engine profile's fingerprint; when it changed (another `--engine`, another wasmtime), every
@@ -354,6 +367,30 @@ impl Store {
         txn.open_table(RESTARTS).map_err(db_err)?.insert(id, finished.restarts).map_err(db_err)?;
         txn.commit().map_err(db_err)
     }
+
+    // ---- identity --------------------------------------------------------------------------------------------
+
+    /// The identity this node joined with, if it joined.
+    pub fn identity(&self) -> Result<Option<Identity>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(IDENTITY).map_err(db_err)?;
+        match table.get("current").map_err(db_err)? {
+            Some(v) => postcard::from_bytes(v.value()).map(Some).map_err(|_| StoreError::Corrupt { what: "identity" }),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the identity (one durable commit, replacing any earlier one). The file is made readable by its
+    /// owner only first: the identity holds the node's MQTT password.
+    pub fn put_identity(&self, identity: &Identity) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|source| StoreError::Permissions { path: self.path.display().to_string(), source })?;
+        let bytes = postcard::to_allocvec(identity).map_err(|_| StoreError::Corrupt { what: "identity" })?;
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(IDENTITY).map_err(db_err)?.insert("current", bytes.as_slice()).map_err(db_err)?;
+        txn.commit().map_err(db_err)
+    }
 }
 
 /// A random store id, never 0.
@@ -574,6 +611,22 @@ mod tests {
         drop(s);
         // Opened again (now schema 4) the spec is read as is, not migrated twice.
         assert_eq!(Store::open(dir.path()).unwrap().spec().unwrap(), Some(migrated));
+    }
+
+    #[test]
+    fn an_identity_survives_reopen_and_a_store_without_one_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity { node: "pi-1".into(), cluster_key: [7; 32], password: "ab".repeat(16) };
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.identity().unwrap(), None);
+            s.put_identity(&identity).unwrap();
+        }
+        assert_eq!(Store::open(dir.path()).unwrap().identity().unwrap(), Some(identity));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("agent.redb")).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o077, 0, "the password is readable by its owner only: {mode:o}");
     }
 
     #[test]

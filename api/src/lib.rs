@@ -206,6 +206,9 @@ pub struct NodeView {
     /// True while the node is not connected and heartbeating (Last Will received, or silent too long).
     pub disconnected: bool,
     pub instances: usize,
+    /// RFC 3339 of when the node joined with a token; `None` for a node that never joined (an open broker).
+    #[serde(default)]
+    pub joined: Option<String>,
 }
 
 /// `GET /v1/nodes/{name}`: what `edgectl describe node` shows.
@@ -383,4 +386,50 @@ pub struct StatsView {
     /// Messages dropped: undecodable, of the wrong kind for their topic, or from an invalid node name.
     #[serde(default)]
     pub rejected: u64,
+}
+
+/// `POST /v1/tokens`: a new join token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TokenRequest {
+    /// Lifetime in milliseconds; `None` means the default (24 h).
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
+    /// How many nodes may join with it; `None` means 1.
+    #[serde(default)]
+    pub uses: Option<u32>,
+    /// If set, only a node of this name may join with it.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Labels every node joining with it gets.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A join token as `edgectl token list` shows it (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenView {
+    /// The token's public id (16 hex digits), the name `edgectl token delete` takes.
+    pub id: String,
+    /// RFC 3339.
+    pub created: String,
+    /// RFC 3339.
+    pub expires: String,
+    pub expired: bool,
+    /// Uses left (0 once used up).
+    pub uses_left: u32,
+    pub uses: u32,
+    pub node: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Nodes that joined with it.
+    pub joined: Vec<String>,
+}
+
+/// `POST /v1/tokens` answer: the token itself, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// `EJ1<cluster fingerprint>::<id>.<secret>`: give it to `edge-agent --join`.
+    pub token: String,
+    pub view: TokenView,
+    /// The cluster key's fingerprint (`sha256:…`), which the token carries.
+    pub cluster_fingerprint: String,
 }

@@ -7,13 +7,14 @@
 //!
 //! Layout:
 //! - [`server`]: configuration, start and shutdown of a whole controller.
-//! - [`broker`]: the embedded rumqttd broker (the zero-setup default).
+//! - [`broker`]: the embedded `edge-broker` (the zero-setup default), enforcing [`registry`]'s policy.
 //! - [`mqtt`]: the MQTT shell (connection, subscriptions, publishing).
 //! - [`owner`]: the one thread that owns the cluster state; the shells call in through its handle.
 //! - [`cluster`]: all state and every operation on it, by concern (see its module doc).
 //! - [`scheduler`], [`reconcile`]: pure decisions, no I/O.
 //! - [`store`], [`model`]: the redb state store and the records in it.
 //! - [`validate`]: WebAssembly module validation at upload.
+//! - [`registry`], [`broker`]: who may use the embedded broker, and the broker itself.
 //! - [`artifacts`]: modules precompiled per engine profile, built off the owner.
 //! - [`logbook`]: recent log lines per workload.
 //! - [`api`]: the HTTP/JSON API: admission, views, routes (its JSON types are the `edge-api` crate).
@@ -28,6 +29,7 @@ pub mod model;
 pub mod mqtt;
 pub mod owner;
 pub mod reconcile;
+pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -34,6 +34,10 @@ struct Args {
     /// Use this external MQTT broker (mqtt://HOST:PORT) instead of the embedded one.
     #[arg(long)]
     broker: Option<String>,
+    /// Let the embedded broker admit anonymous clients, and believe nodes that never joined (a lab with no
+    /// identities; anyone who reaches the MQTT port then owns the fleet).
+    #[arg(long)]
+    mqtt_allow_anonymous: bool,
     /// MQTT topic prefix (the same on the agents).
     #[arg(long = "topic-prefix", alias = "prefix", value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
     topic_prefix: String,
@@ -78,8 +82,12 @@ async fn run() -> anyhow::Result<()> {
     config.node_timeout = args.node_timeout;
     config.reschedule_after = args.reschedule_after;
     config.min_ready = args.min_ready;
+    config.allow_anonymous = args.mqtt_allow_anonymous;
     let running = edge_controller::start(config).await.context("cannot start the controller")?;
-    println!("edge-controller: API on http://{}, MQTT on {}:{}", running.api_addr, running.mqtt.0, running.mqtt.1);
+    println!(
+        "edge-controller: API on http://{}, MQTT on {}:{}, cluster {}",
+        running.api_addr, running.mqtt.0, running.mqtt.1, running.fingerprint
+    );
     wait_for_signal().await;
     running.shutdown().await;
     Ok(())

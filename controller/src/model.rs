@@ -284,3 +284,39 @@ mod tests {
         assert_eq!(Quota::default().exceeded_by(usage_of([&spec(1000, 1000, 1 << 40)])), None);
     }
 }
+
+/// A join token as the controller keeps it: never the secret, only its sha256 (see `edge_trust::token`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The token's public id, 16 lowercase hex digits.
+    pub id: String,
+    /// sha256 of the secret, hex.
+    pub secret_sha256: String,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    pub uses: u32,
+    pub uses_left: u32,
+    /// Only a node of this name may join with it.
+    pub node: Option<String>,
+    /// Labels given to every node that joins with it.
+    pub labels: BTreeMap<String, String>,
+    /// Nodes that joined with it, in order (bounded by `uses`).
+    pub joined: Vec<String>,
+}
+
+/// A node's registration: who it is, proven at join. Kept apart from [`NodeRecord`] (what it announced in
+/// its hello), so a node may join before its first hello and a hello never changes who it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub name: String,
+    /// The node's ed25519 public key, hex.
+    pub public_key: String,
+    /// sha256 of its MQTT password, hex.
+    pub password_sha256: String,
+    pub joined_ms: u64,
+    /// The id of the token it joined with.
+    pub token: String,
+    /// The token's labels, given to the node's record as user labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}

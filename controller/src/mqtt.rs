@@ -6,30 +6,27 @@
 //! itself) and re-publishes every spec (the broker may have lost its retained messages); a publisher task
 //! drains the cluster's outgoing channel into the client.
 //!
-//! With the embedded broker, [`run_link`] does the same over rumqttd's in-process link (no socket). Local links
-//! publish at QoS 0; specs stay retained, and every hello gets its node's spec again, so a spec lost on an
-//! agent's broken connection is delivered again when it reconnects. A link that closes (for any reason: the
-//! router dropped it, a client took over its id) is replaced by a new one with a fresh random client id.
+//! With the embedded broker, [`run_link`] does the same over `edge-broker`'s in-process link (no socket, no
+//! policy). Specs stay retained, and every hello gets its node's spec again, so a spec lost on an agent's
+//! broken connection is delivered again when it reconnects. A link that closes is replaced by a new one with a
+//! fresh random client id. Join requests (`{p}/join/+/request`) go to the cluster's owner like uplink messages.
 //!
 //! Both report the link's state on a watch channel (`/healthz` answers 503 while it is down), and hand
 //! incoming messages to the cluster's owner, awaiting room in its queue (backpressure, never a blocked thread).
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use edge_broker::{BrokerHandle, LocalReceiver, LocalSender};
 use edge_link::rumqttc::{Event, Packet, QoS};
 use edge_link::{LinkOptions, Reconnect, Waited};
 use edge_proto::backoff::Backoff;
+use edge_proto::join;
 use edge_proto::{Channel, Topics};
-use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::protocol::{Packet as LinkPacket, Publish as LinkPublish};
-use rumqttd::Notification;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
-use crate::broker::EmbeddedBroker;
 use crate::cluster::Publish;
-use crate::owner::ClusterHandle;
+use crate::owner::{ClusterHandle, Gone};
 
 /// Whether the controller has its broker link, and if not, why.
 pub type LinkState = watch::Sender<Result<(), String>>;
@@ -71,8 +68,8 @@ pub async fn run_event_loop(
                 reconnect.connected();
                 tracing::info!("connected to the MQTT broker");
                 // rumqttc does not resubscribe by itself.
-                for channel in Channel::UPLINK {
-                    if let Err(e) = client.try_subscribe(topics.all_nodes(channel), QoS::AtLeastOnce) {
+                for filter in uplink_filters(&topics) {
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
                         tracing::error!(error = %e, "cannot queue a subscription");
                     }
                 }
@@ -80,10 +77,8 @@ pub async fn run_event_loop(
                 let _ = cluster.call(|c| c.republish_all()).await;
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some((node, channel)) = topics.parse(p.topic.as_str()) {
-                    if cluster.uplink(node, channel, p.payload.clone()).await.is_err() {
-                        break;
-                    }
+                if route(&topics, &cluster, p.topic.as_str(), p.payload.clone()).await.is_err() {
+                    break;
                 }
             }
             Ok(_) => {}
@@ -100,10 +95,10 @@ pub async fn run_event_loop(
     publisher.abort();
 }
 
-/// The controller's traffic over the embedded broker's in-process links, until shutdown: a link that closes is
+/// The controller's traffic over the embedded broker's in-process link, until shutdown: a link that closes is
 /// replaced (after a short pause), re-subscribed, and every spec re-published.
 pub async fn run_link(
-    broker: Arc<EmbeddedBroker>,
+    broker: BrokerHandle,
     topics: Topics,
     cluster: ClusterHandle,
     mut outgoing: UnboundedReceiver<Publish>,
@@ -112,9 +107,9 @@ pub async fn run_link(
 ) {
     let mut backoff = Backoff::default();
     loop {
-        // A fresh, unguessable client id every time: a client that connects with the id of a link closes it.
+        // A fresh, unguessable client id every time (no network client may take over a local link's id anyway).
         let id = format!("edge-controller-{:032x}", rand::random::<u128>());
-        match broker.link(&id) {
+        match broker.local_client(&id) {
             Ok((tx, rx)) => match serve_link(tx, rx, &topics, &cluster, &mut outgoing, &link, &mut shutdown).await {
                 LinkEnd::Shutdown => return,
                 LinkEnd::Lost(why) => {
@@ -142,16 +137,16 @@ enum LinkEnd {
 }
 
 async fn serve_link(
-    mut tx: LinkTx,
-    mut rx: LinkRx,
+    tx: LocalSender,
+    mut rx: LocalReceiver,
     topics: &Topics,
     cluster: &ClusterHandle,
     outgoing: &mut UnboundedReceiver<Publish>,
     link: &LinkState,
     shutdown: &mut watch::Receiver<bool>,
 ) -> LinkEnd {
-    for channel in Channel::UPLINK {
-        if let Err(e) = tx.subscribe(topics.all_nodes(channel)) {
+    for filter in uplink_filters(topics) {
+        if let Err(e) = tx.subscribe(&filter, QoS::AtLeastOnce) {
             return LinkEnd::Lost(format!("cannot subscribe on the embedded broker: {e}"));
         }
     }
@@ -161,29 +156,17 @@ async fn serve_link(
     }
     loop {
         tokio::select! {
-            n = rx.next() => match n {
-                Ok(Some(Notification::Forward(f))) => {
-                    let Ok(topic) = std::str::from_utf8(&f.publish.topic) else { continue };
-                    if let Some((node, channel)) = topics.parse(topic) {
-                        if cluster.uplink(node, channel, f.publish.payload.clone()).await.is_err() {
-                            return LinkEnd::Shutdown;
-                        }
+            m = rx.recv() => match m {
+                Some(m) => {
+                    if route(topics, cluster, &m.topic, m.payload).await.is_err() {
+                        return LinkEnd::Shutdown;
                     }
                 }
-                // The router pauses a link whose queue is full; ask for the rest.
-                Ok(Some(Notification::Unschedule)) => {
-                    if let Err(e) = rx.wake().await {
-                        return LinkEnd::Lost(e.to_string());
-                    }
-                }
-                Ok(Some(Notification::Disconnect(..))) => return LinkEnd::Lost("disconnected by the broker".into()),
-                Ok(_) => {}
-                Err(e) => return LinkEnd::Lost(e.to_string()),
+                None => return LinkEnd::Lost("the embedded broker closed the link".into()),
             },
             p = outgoing.recv() => {
                 let Some(p) = p else { return LinkEnd::Shutdown };
-                let publish = LinkPublish::new(bytes::Bytes::from(p.topic), bytes::Bytes::from(p.payload), p.retain);
-                if let Err(e) = tx.send(LinkPacket::Publish(publish, None)).await {
+                if let Err(e) = tx.publish(&p.topic, p.payload, QoS::AtLeastOnce, p.retain) {
                     return LinkEnd::Lost(format!("cannot publish on the embedded broker: {e}"));
                 }
             }
@@ -191,4 +174,23 @@ async fn serve_link(
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return LinkEnd::Shutdown,
         }
     }
+}
+
+/// Every filter the controller subscribes to: each uplink channel of every node, and every join request.
+pub fn uplink_filters(topics: &Topics) -> Vec<String> {
+    let mut filters: Vec<String> = Channel::UPLINK.iter().map(|c| topics.all_nodes(*c)).collect();
+    filters.push(join::all_requests(topics.prefix()));
+    filters
+}
+
+/// Hands one incoming message to the cluster's owner; `Err` once the owner is gone.
+async fn route(topics: &Topics, cluster: &ClusterHandle, topic: &str, payload: bytes::Bytes) -> Result<(), Gone> {
+    if let Some((node, channel)) = topics.parse(topic) {
+        return cluster.uplink(node, channel, payload).await;
+    }
+    if let Some((id, "request")) = join::parse_topic(topics.prefix(), topic) {
+        let id = id.to_string();
+        return cluster.call(move |c| c.on_join(&id, &payload)).await;
+    }
+    Ok(())
 }

@@ -10,8 +10,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::broker::{self, BrokerError};
-use crate::cluster::{Cluster, Timing};
+use crate::cluster::{Cluster, Timing, Trust};
+use crate::registry::{BrokerPolicy, Registry};
 use crate::store::{Store, StoreError};
+
+/// The cluster signing key's file in the data dir (mode 0600).
+pub const KEY_FILE: &str = "cluster.key";
 
 /// How often the control loop checks node readiness.
 const TICK: Duration = Duration::from_millis(200);
@@ -19,7 +23,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// Where the controller's MQTT traffic goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerMode {
-    /// Run rumqttd inside the controller, listening here.
+    /// Run the embedded broker (`edge-broker`) inside the controller, listening here.
     Embedded(SocketAddr),
     /// Use an external MQTT 3.1.1/5 broker.
     External { host: String, port: u16 },
@@ -37,6 +41,9 @@ pub struct ControllerConfig {
     pub reschedule_after: Duration,
     /// During a rollout, each new instance runs this long before the next one starts.
     pub min_ready: Duration,
+    /// The embedded broker admits anonymous clients, and nodes that never joined are believed: the open mode
+    /// of a lab with no identities. Off by default.
+    pub allow_anonymous: bool,
 }
 
 impl ControllerConfig {
@@ -49,6 +56,7 @@ impl ControllerConfig {
             node_timeout: edge_proto::timing::NODE_TIMEOUT,
             reschedule_after: edge_proto::timing::RESCHEDULE_AFTER,
             min_ready: edge_proto::timing::MIN_READY,
+            allow_anonymous: false,
         }
     }
 }
@@ -65,6 +73,8 @@ pub enum ControllerError {
     BrokerUrl { url: String },
     #[error("cannot start the cluster's owner thread: {0}")]
     Owner(String),
+    #[error("cannot load or create the cluster key {path}")]
+    Key { path: String, source: edge_trust::KeyFileError },
 }
 
 /// A running controller. Dropping it without [`Running::shutdown`] leaves its tasks running.
@@ -72,17 +82,22 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// Host and port agents should connect to.
     pub mqtt: (String, u16),
+    /// The cluster key's fingerprint (`sha256:…`), which every join token carries.
+    pub fingerprint: String,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    broker: Option<edge_broker::Broker>,
 }
 
 impl Running {
-    /// Stops the API, the MQTT connection and the cluster's owner, and closes the store.
-    /// (An embedded broker keeps running until the process exits: rumqttd cannot be stopped.)
+    /// Stops the API, the MQTT connection, the cluster's owner and the embedded broker, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(broker) = self.broker {
+            broker.shutdown().await;
         }
     }
 }
@@ -94,14 +109,19 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16), ControllerError> {
 
 pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError> {
     let store = Store::open(&config.data_dir)?;
+    let key_path = config.data_dir.join(KEY_FILE);
+    let key = edge_trust::ClusterKey::load_or_create(&key_path)
+        .map_err(|source| ControllerError::Key { path: key_path.display().to_string(), source })?;
+    let key = Arc::new(key);
+    let topics = Topics::new(&config.prefix);
+    let registry = Arc::new(Registry::default());
     let (mqtt, embedded) = match &config.broker {
         BrokerMode::Embedded(listen) => {
-            let listen = *listen;
-            let broker = tokio::task::spawn_blocking(move || broker::start_embedded(listen))
-                .await
-                .map_err(|e| BrokerError::Start(e.to_string()))??;
-            let host = if listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { listen.ip().to_string() };
-            ((host, listen.port()), Some(Arc::new(broker)))
+            let policy = BrokerPolicy::new(registry.clone(), topics.clone(), config.allow_anonymous);
+            let broker = broker::start_embedded(*listen, policy).await?;
+            let addr = broker.local_addr();
+            let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+            ((host, addr.port()), Some(broker))
         }
         BrokerMode::External { host, port } => ((host.clone(), *port), None),
     };
@@ -111,7 +131,6 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     let api_addr =
         listener.local_addr().map_err(|source| ControllerError::ApiBind { addr: config.api_listen, source })?;
 
-    let topics = Topics::new(&config.prefix);
     let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut cluster = Cluster::load(
         store,
@@ -123,6 +142,15 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         },
         publish_tx,
     )?;
+    let fingerprint = key.fingerprint().to_string();
+    cluster.set_trust(Trust {
+        key,
+        registry,
+        broker: embedded.as_ref().map(|b| b.handle()),
+        // Without the embedded broker's policy nobody enforces identities on the wire yet (an external
+        // broker's ACLs are its operator's): nodes that never joined are still believed.
+        open: config.allow_anonymous || embedded.is_none(),
+    });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
@@ -135,9 +163,9 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         .map_err(|e| ControllerError::Owner(e.to_string()))?;
 
     let (link_tx, link_rx) = watch::channel(Err("not connected to the MQTT broker yet".to_string()));
-    let publisher = match embedded {
+    let publisher = match &embedded {
         Some(broker) => tokio::spawn(crate::mqtt::run_link(
-            broker,
+            broker.handle(),
             topics,
             handle.clone(),
             publish_rx,
@@ -173,5 +201,5 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         let _ = publisher.await;
     }));
     tracing::info!(api = %api_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), "controller started");
-    Ok(Running { api_addr, mqtt, shutdown, tasks })
+    Ok(Running { api_addr, mqtt, fingerprint, shutdown, tasks, broker: embedded })
 }

@@ -53,7 +53,9 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{ArtifactRecord, ModuleRecord, NamespaceRecord, NodeRecord, WorkloadRecord};
+use crate::model::{
+    ArtifactRecord, MemberRecord, ModuleRecord, NamespaceRecord, NodeRecord, TokenRecord, WorkloadRecord,
+};
 
 mod record;
 #[cfg(test)]
@@ -73,6 +75,8 @@ const MODULE_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("module_
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts");
 const ARTIFACT_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifact_blobs");
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
 
 /// `meta` key of the seq of the last log record applied (see the module doc).
 const WAL_SEQ: &str = "wal_seq";
@@ -113,6 +117,11 @@ pub enum Change<'a> {
     DeleteWorkload(String),
     PutNode(&'a NodeRecord),
     PutNamespace(&'a NamespaceRecord),
+    DeleteNode(String),
+    PutToken(&'a TokenRecord),
+    DeleteToken(String),
+    PutMember(&'a MemberRecord),
+    DeleteMember(String),
 }
 
 impl Change<'_> {
@@ -122,6 +131,11 @@ impl Change<'_> {
             Change::DeleteWorkload(key) => Op { table: Table::Workloads, key: key.clone(), value: None },
             Change::PutNode(n) => Op { table: Table::Nodes, key: n.name.clone(), value: Some(json(n)) },
             Change::PutNamespace(n) => Op { table: Table::Namespaces, key: n.name.clone(), value: Some(json(n)) },
+            Change::DeleteNode(name) => Op { table: Table::Nodes, key: name.clone(), value: None },
+            Change::PutToken(t) => Op { table: Table::Tokens, key: t.id.clone(), value: Some(json(t)) },
+            Change::DeleteToken(id) => Op { table: Table::Tokens, key: id.clone(), value: None },
+            Change::PutMember(m) => Op { table: Table::Members, key: m.name.clone(), value: Some(json(m)) },
+            Change::DeleteMember(name) => Op { table: Table::Members, key: name.clone(), value: None },
         }
     }
 }
@@ -199,6 +213,8 @@ impl Store {
             txn.open_table(NAMESPACES).map_err(db_err)?;
             txn.open_table(ARTIFACTS).map_err(db_err)?;
             txn.open_table(ARTIFACT_BLOBS).map_err(db_err)?;
+            txn.open_table(TOKENS).map_err(db_err)?;
+            txn.open_table(MEMBERS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         let (issuer, durable) = {
@@ -242,6 +258,14 @@ impl Store {
 
     pub fn load_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
         self.load_all(NAMESPACES)
+    }
+
+    pub fn load_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.load_all(TOKENS)
+    }
+
+    pub fn load_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
+        self.load_all(MEMBERS)
     }
 
     pub fn load_modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
@@ -404,13 +428,15 @@ fn apply<O: Borrow<Op>>(
     txn.set_durability(durability).map_err(db_err)?;
     {
         // Only the tables this commit changes are opened (opening costs a lookup in the table tree).
-        let (mut workloads, mut nodes, mut namespaces) = (None, None, None);
+        let (mut workloads, mut nodes, mut namespaces, mut tokens, mut members) = (None, None, None, None, None);
         for op in ops {
             let op = op.borrow();
             let table = match op.table {
                 Table::Workloads => opened(&txn, &mut workloads, WORKLOADS)?,
                 Table::Nodes => opened(&txn, &mut nodes, NODES)?,
                 Table::Namespaces => opened(&txn, &mut namespaces, NAMESPACES)?,
+                Table::Tokens => opened(&txn, &mut tokens, TOKENS)?,
+                Table::Members => opened(&txn, &mut members, MEMBERS)?,
             };
             match &op.value {
                 Some(value) => table.insert(op.key.as_str(), value.as_slice()).map(drop),

@@ -54,8 +54,16 @@ pub enum Command {
     Label(LabelArgs),
     /// Print a workload's log lines.
     Logs(LogsArgs),
-    /// Delete a workload (its instances are stopped): `delete NAME`, `delete workload NAME` or `delete -f FILE`.
+    /// Delete a workload (its instances are stopped): `delete NAME`, `delete workload NAME` or `delete -f FILE`;
+    /// or a node: `delete node NAME [--force]`.
+    ///
+    /// Deleting a node revokes its credentials (it must join again with a new token to come back) and moves its
+    /// instances as their workloads' policy says (`--on-node-loss`: reschedule elsewhere, or stay and wait). A
+    /// node still Ready (its agent connected and heartbeating) is refused unless --force: stop its agent first,
+    /// or force it (a `drain` beforehand moves its instances in good order).
     Delete(DeleteArgs),
+    /// Create, list and delete join tokens, with which new nodes join the cluster (`edge-agent --join TOKEN`).
+    Token(TokenArgs),
 }
 
 #[cfg(feature = "dev")]
@@ -290,15 +298,82 @@ pub struct LogsArgs {
 
 #[derive(Args)]
 pub struct DeleteArgs {
-    /// `NAME` or `workload NAME` (not with -f).
+    /// `NAME`, `workload NAME` or `node NAME` (not with -f).
     #[arg(num_args = 0..=2, value_name = "[KIND] NAME")]
     pub names: Vec<String>,
     /// Delete the workloads of these manifests (file, directory, or - for stdin; repeatable).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub files: Vec<String>,
-    /// A workload that does not exist is not an error.
+    /// A workload (or node) that does not exist is not an error.
     #[arg(long)]
     pub ignore_not_found: bool,
+    /// With `delete node`: delete it even while it is Ready (its agent is cut off and its instances move).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a join token. The last line printed is the token alone (`edgectl token create | tail -n 1`); it
+    /// is shown only this once.
+    Create(TokenCreateArgs),
+    /// List the join tokens (never their secrets): uses left, expiry, the node each is for, who joined with it.
+    #[command(visible_alias = "ls")]
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Delete a join token: nobody can join with it any more (nodes that joined with it stay).
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// The token's id (the first column of `token list`).
+        id: String,
+    },
+}
+
+#[derive(Args)]
+pub struct TokenCreateArgs {
+    /// How long the token can be used, e.g. 30m, 24h, 7d.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::age::parse_ttl)]
+    pub ttl: Duration,
+    /// How many nodes may join with it (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_uses)]
+    pub uses: u32,
+    /// Only a node of this name may join with it.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// A label K=V every node joining with it gets (repeatable).
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+/// A usage error as one line, `error: … (see --help)`, like every other failure (clap's own rendering adds a
+/// usage block and a tip over several lines).
+pub fn usage_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let first = rendered.lines().next().unwrap_or("error: invalid arguments").trim_end();
+    format!("{first} (see --help)")
+}
+
+fn parse_uses(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(0) => Err("a token must allow at least 1 use".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a number of uses (1, 2, …)")),
+    }
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("label {s:?}: expected K=V")),
+    }
 }
 
 #[derive(Args)]
@@ -365,4 +440,88 @@ pub enum SetCommand {
         #[arg(long)]
         memory_limit: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::{usage_line, Cli, Command, TokenCommand};
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("edgectl").chain(args.iter().copied()))
+    }
+
+    fn token(args: &[&str]) -> TokenCommand {
+        match parse(args).map(|c| c.command) {
+            Ok(Command::Token(t)) => t.command,
+            Ok(_) => panic!("not a token command: {args:?}"),
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn token_create_parses_every_flag() {
+        let TokenCommand::Create(a) =
+            token(&["token", "create", "--ttl", "30s", "--uses", "2", "--node", "a", "--label", "k=v"])
+        else {
+            panic!("not create");
+        };
+        assert_eq!(a.ttl, Duration::from_secs(30));
+        assert_eq!(a.uses, 2);
+        assert_eq!(a.node.as_deref(), Some("a"));
+        assert_eq!(a.labels, [("k".to_string(), "v".to_string())]);
+    }
+
+    #[test]
+    fn token_create_defaults_to_one_use_for_a_day() {
+        let TokenCommand::Create(a) = token(&["token", "create", "--label", "a=1", "--label", "b=", "--ttl", "7d"])
+        else {
+            panic!("not create");
+        };
+        assert_eq!(a.ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(a.labels, [("a".to_string(), "1".to_string()), ("b".to_string(), String::new())]);
+        let TokenCommand::Create(a) = token(&["token", "create"]) else { panic!("not create") };
+        assert_eq!((a.ttl, a.uses, a.node), (Duration::from_secs(86_400), 1, None));
+    }
+
+    #[test]
+    fn token_create_refuses_bad_values_in_one_line() {
+        for (args, says) in [
+            (&["token", "create", "--uses", "0"][..], "at least 1 use"),
+            (&["token", "create", "--uses", "many"][..], "not a number of uses"),
+            (&["token", "create", "--ttl", "0s"][..], "never let a node join"),
+            (&["token", "create", "--ttl", "soon"][..], "invalid duration"),
+            (&["token", "create", "--label", "novalue"][..], "expected K=V"),
+        ] {
+            let Err(e) = parse(args) else { panic!("{args:?} parsed") };
+            let line = usage_line(&e);
+            assert!(line.starts_with("error: ") && line.ends_with("(see --help)"), "{line}");
+            assert!(line.contains(says), "{args:?}: {line}");
+            assert!(!line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn token_list_and_delete_parse_with_aliases() {
+        assert!(matches!(token(&["token", "list"]), TokenCommand::List { output: super::Output::Table }));
+        assert!(matches!(token(&["token", "ls", "-o", "json"]), TokenCommand::List { output: super::Output::Json }));
+        let TokenCommand::Delete { id } = token(&["token", "delete", "0123456789abcdef"]) else { panic!("not delete") };
+        assert_eq!(id, "0123456789abcdef");
+        assert!(parse(&["token", "delete"]).is_err(), "an id is required");
+    }
+
+    #[test]
+    fn delete_keeps_its_forms_and_takes_node_force() {
+        let delete = |args: &[&str]| match parse(args).map(|c| c.command) {
+            Ok(Command::Delete(d)) => (d.names, d.files, d.force),
+            _ => panic!("{args:?}"),
+        };
+        assert_eq!(delete(&["delete", "tick"]), (vec!["tick".to_string()], vec![], false));
+        assert_eq!(delete(&["delete", "workload", "tick"]).0, ["workload", "tick"]);
+        assert_eq!(delete(&["delete", "-f", "x.yaml"]).1, ["x.yaml"]);
+        assert_eq!(delete(&["delete", "node", "n1", "--force"]), (vec!["node".into(), "n1".into()], vec![], true));
+    }
 }

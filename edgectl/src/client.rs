@@ -4,7 +4,7 @@
 use anyhow::{anyhow, Context, Result};
 use edge_api::{
     DeployRequest, DryRunView, ErrorBody, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView,
-    NodeDetail, NodeView, WorkloadView,
+    NodeDetail, NodeView, TokenCreated, TokenRequest, TokenView, WorkloadView,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -154,6 +154,31 @@ impl Client {
 
     pub async fn delete(&self, ns: &str, name: &str) -> Result<()> {
         self.send(self.request(Method::DELETE, &format!("/v1/namespaces/{ns}/workloads/{name}"))).await?;
+        Ok(())
+    }
+
+    /// Removes a node: the controller revokes its credentials and moves its instances per their policy. Refused
+    /// (409) while the node is Ready, unless `force`.
+    pub async fn delete_node(&self, name: &str, force: bool) -> Result<()> {
+        let mut rb = self.request(Method::DELETE, &format!("/v1/nodes/{name}"));
+        if force {
+            rb = rb.query(&[("force", "true")]);
+        }
+        self.send(rb).await?;
+        Ok(())
+    }
+
+    /// A new join token; its secret is in the answer only.
+    pub async fn create_token(&self, req: &TokenRequest) -> Result<TokenCreated> {
+        self.json(self.request(Method::POST, "/v1/tokens").json(req)).await
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenView>> {
+        self.json(self.request(Method::GET, "/v1/tokens")).await
+    }
+
+    pub async fn delete_token(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/tokens/{id}"))).await?;
         Ok(())
     }
 

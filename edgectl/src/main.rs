@@ -2,9 +2,11 @@
 //!
 //! Layout: `cli.rs` the flags (clap), `client.rs` the typed HTTP client (speaks `edge-api` only), `cmd/` one file
 //! per subcommand, `watch.rs` the pure decision of when a `--wait` or `rollout status` is over and `follow.rs` the
-//! polling around it, `table.rs` plain text tables. Only `cmd/dev.rs` (feature `dev`, on by default) links the
+//! polling around it, `table.rs` plain text tables, `age.rs`
+//! the spans they show (`3m12s`) and token lifetimes. Only `cmd/dev.rs` (feature `dev`, on by default) links the
 //! controller and the agent.
 
+mod age;
 mod cli;
 mod client;
 mod cmd;
@@ -54,9 +56,7 @@ fn usage_error(e: clap::Error) -> ! {
             e.exit()
         }
         _ => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("error: invalid arguments").trim_end();
-            eprintln!("{first} (see --help)");
+            eprintln!("{}", cli::usage_line(&e));
             std::process::exit(2);
         }
     }
@@ -96,5 +96,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(a) => cmd::node::label(&client, &a.node, &a.labels).await,
         Command::Logs(args) => cmd::logs::run(&client, ns, &args.name, args.follow).await,
         Command::Delete(args) => cmd::delete::run(&client, ns, args).await,
+        Command::Token(args) => cmd::token::run(&client, args.command).await,
     }
 }

@@ -352,3 +352,62 @@ async fn manifests_apply_diff_and_delete_and_edits_touch_only_what_they_name() {
     ok(edgectl(&server, &["delete", "-f", &file, "--ignore-not-found"]).await);
     fleet.stop().await;
 }
+
+/// Join tokens and node removal: `token create` ends with the token alone (what scripts take with `tail -n 1`),
+/// `token list` shows it without its secret, `token delete` and `delete node` answer in one line, and a Ready
+/// node is only deleted with --force.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_are_created_listed_and_deleted_and_a_ready_node_needs_force() {
+    let mut fleet = Fleet::embedded().await;
+    let server = server(&fleet);
+
+    assert_eq!(ok(edgectl(&server, &["token", "list"]).await), "No join tokens.\n");
+    assert_eq!(ok(edgectl(&server, &["token", "ls", "-o", "json"]).await).trim(), "[]");
+
+    let out = edgectl(&server, &["token", "create", "--uses", "0"]).await;
+    assert_eq!(out.code, Some(2), "a usage error");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with("error: ") && out.stderr.contains("at least 1 use"), "{}", out.stderr);
+
+    let args = ["token", "create", "--ttl", "2h", "--uses", "2", "--node", "edge-9", "--label", "zone=a"];
+    let out = ok(edgectl(&server, &args).await);
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with("token/") && first.contains("created: 2 uses, node edge-9, expires in 2h"), "{out}");
+    assert!(first.ends_with(", labels zone=a"), "{out}");
+    let token = out.lines().last().unwrap().split_whitespace().last().unwrap().to_string();
+    assert!(token.starts_with("EJ1"), "{out}");
+    let id = first.trim_start_matches("token/").split(' ').next().unwrap().to_string();
+
+    let list = ok(edgectl(&server, &["token", "list"]).await);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["ID", "USES-LEFT", "EXPIRES", "NODE", "LABELS", "JOINED"], "{list}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], id, "{list}");
+    assert_eq!(&row[1..], ["2/2", row[2], "edge-9", "zone=a", "-"], "{list}");
+    assert!(row[2] == "119m" || row[2] == "120m", "expires in about 2h: {list}");
+    assert!(!list.contains(&token), "the secret is never listed");
+    let json: serde_json::Value = serde_json::from_str(&ok(edgectl(&server, &["token", "list", "-o", "json"]).await))
+        .expect("token list -o json");
+    assert_eq!(json[0]["id"], id.as_str());
+
+    assert_eq!(ok(edgectl(&server, &["token", "delete", &id]).await), format!("token/{id} deleted\n"));
+    one_line_error(&edgectl(&server, &["token", "delete", &id]).await);
+    assert_eq!(ok(edgectl(&server, &["token", "list"]).await), "No join tokens.\n");
+
+    one_line_error(&edgectl(&server, &["delete", "node", "nope"]).await);
+    ok(edgectl(&server, &["delete", "node", "nope", "--ignore-not-found"]).await);
+    let out = edgectl(&server, &["delete", "tick", "--force"]).await;
+    assert_eq!(one_line_error(&out), "error: --force is for `delete node NAME` only");
+
+    fleet.start_agent("edge-1");
+    fleet.wait_ready_nodes(1).await;
+    let nodes = ok(edgectl(&server, &["get", "nodes"]).await);
+    assert!(nodes.lines().next().unwrap().ends_with("JOINED"), "{nodes}");
+    assert!(nodes.lines().nth(1).unwrap().ends_with(" -"), "this fleet's agents do not join: {nodes}");
+    let out = edgectl(&server, &["delete", "node", "edge-1"]).await;
+    assert!(one_line_error(&out).contains("--force"), "{}", out.stderr);
+    assert_eq!(ok(edgectl(&server, &["delete", "node", "edge-1", "--force"]).await), "node/edge-1 deleted\n");
+    fleet.stop().await;
+}

@@ -30,6 +30,21 @@ pub struct LinkOptions {
     capacity: usize,
     last_will: Option<LastWill>,
     clean_session: bool,
+    /// MQTT username and password; `None` connects anonymously.
+    credentials: Option<Login>,
+}
+
+/// A username and password; `Debug` never shows the password.
+#[derive(Clone)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Login({:?}, <redacted>)", self.username)
+    }
 }
 
 impl LinkOptions {
@@ -45,7 +60,14 @@ impl LinkOptions {
             capacity: CAPACITY,
             last_will: None,
             clean_session: true,
+            credentials: None,
         }
+    }
+
+    /// Logs in with `username` and `password` (a broker that enforces identities refuses anonymous clients).
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> LinkOptions {
+        self.credentials = Some(Login { username: username.into(), password: password.into() });
+        self
     }
 
     /// The message the broker publishes for us when the connection is lost without a DISCONNECT.
@@ -103,6 +125,9 @@ impl LinkOptions {
         options.set_inflight(self.inflight);
         if let Some(will) = &self.last_will {
             options.set_last_will(will.clone());
+        }
+        if let Some(login) = &self.credentials {
+            options.set_credentials(login.username.clone(), login.password.clone());
         }
         options
     }

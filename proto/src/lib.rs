@@ -6,6 +6,7 @@
 //! - [`topic`]: the MQTT topic tree (`{prefix}/nodes/{node}/{channel}`), builders and a parser.
 //! - [`message`]: every message body (hello, heartbeat, spec, events, logs, module transfer, status).
 //! - [`envelope`]: the versioned envelope every payload travels in, with room for an authentication tag.
+//! - [`join`]: joining with a token (request, reply, topics).
 //! - [`broker`]: broker URLs (`mqtt://HOST:PORT`) as users write them.
 //! - [`quantity`]: Kubernetes-style CPU and memory quantities (`250m`, `64Mi`).
 //! - [`backoff`]: the jittered reconnect back-off both MQTT clients use.
@@ -27,6 +28,7 @@ extern crate alloc;
 pub mod backoff;
 pub mod broker;
 pub mod envelope;
+pub mod join;
 pub mod message;
 pub mod name;
 pub mod quantity;
@@ -36,6 +38,7 @@ pub mod v3;
 
 pub use broker::{parse_broker_url, BadBrokerUrl};
 pub use envelope::{decode, encode, encode_for, DecodeError, Envelope, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+pub use join::{JoinRefusal, JoinReply, JoinRequest};
 pub use message::{
     EngineProfile, EngineTarget, Event, EventKind, EventsAck, Heartbeat, Hello, InstanceSpec, InstanceState,
     InstanceStatus, LogLine, LogStream, Message, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Outage,

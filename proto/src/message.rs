@@ -42,6 +42,10 @@ pub enum Message {
     /// The controller hears this node's heartbeats but never got its `Hello` (a broker under load may drop it):
     /// the agent sends its `Hello` again. Sent on the `ack` channel, at most every few seconds per node.
     HelloRequest,
+    /// A node joining with a token (on `{p}/join/{id}/request`; see [`crate::join`]).
+    JoinRequest(crate::join::JoinRequest),
+    /// The controller's answer to a join (on `{p}/join/{id}/reply`).
+    JoinReply(crate::join::JoinReply),
 }
 
 /// CPU in millicores and memory in bytes, as Kubernetes counts them.

@@ -203,19 +203,21 @@ impl Fleet {
     }
 }
 
-/// An embedded broker on its own (as an external broker would be), on a free port (another if that one was
-/// taken). rumqttd cannot be stopped: it lives until the test process exits.
-pub fn standalone_broker() -> (edge_controller::broker::EmbeddedBroker, u16) {
-    ports::retry_on_bind(
-        "an embedded broker",
-        |port| edge_controller::broker::start_embedded(([127, 0, 0, 1], port).into()).map(|b| (b, port)),
-        |e| matches!(e, edge_controller::broker::BrokerError::Bind { .. }),
-    )
+/// An `edge-broker` on its own with no policy (as an open external broker would be), on a free port. It runs
+/// on the caller's runtime until dropped.
+pub async fn standalone_broker() -> (edge_broker::Broker, u16) {
+    let broker = edge_broker::Broker::bind(edge_broker::Config::new(([127, 0, 0, 1], 0).into()), edge_broker::AllowAll)
+        .await
+        .expect("a standalone broker binds a free port");
+    let port = broker.local_addr().port();
+    (broker, port)
 }
 
 fn controller_config(dir: &Path, broker: BrokerMode) -> ControllerConfig {
     let mut cfg = ControllerConfig::new(dir.join("controller"), SocketAddr::from(([127, 0, 0, 1], 0)), broker);
     cfg.node_timeout = Duration::from_secs(3);
+    // These fleets' agents do not join (see `proc::SECURE` for tests that do).
+    cfg.allow_anonymous = true;
     cfg
 }
 

@@ -1,4 +1,4 @@
-//! End-to-end tests: a real controller (redb store, embedded rumqttd or a real Mosquitto), real agents running
+//! End-to-end tests: a real controller (redb store, embedded edge-broker or a real Mosquitto), real agents running
 //! real wasmtime, talking over real MQTT on loopback. Every wait is bounded and fails loudly.
 
 use std::collections::HashSet;
@@ -94,7 +94,7 @@ async fn invalid_modules_are_refused_and_nothing_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarting_the_controller_keeps_state_and_restarts_nothing() {
     // The broker runs on its own (as an external broker would), so the controller can stop and come back.
-    let (_broker, port) = edge_tests::standalone_broker();
+    let (_broker, port) = edge_tests::standalone_broker().await;
     let mut fleet = Fleet::with_broker(BrokerMode::External { host: "127.0.0.1".into(), port }).await;
     fleet.start_agent("node-a");
     fleet.start_agent("node-b");

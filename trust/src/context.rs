@@ -18,6 +18,8 @@ impl Context {
     pub const LOGS: Context = Context::new(b"edge/logs/v1");
     /// A node's hello (board, engine targets, capacity).
     pub const HELLO: Context = Context::new(b"edge/hello/v1");
+    /// The controller's acceptance of a join (node name, node key, token id), signed by the cluster key.
+    pub const JOIN: Context = Context::new(b"edge/join/v1");
 
     /// A label of 1 to 255 bytes.
     ///

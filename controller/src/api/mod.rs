@@ -4,11 +4,12 @@
 //! - [`types`]: the JSON shapes, crate `edge-api` (shared with `edgectl`).
 //! - [`admission`]: a `DeployRequest` becomes a validated `WorkloadSpec` (pure).
 //! - [`views`]: the cluster's state as those shapes.
-//! - [`routes`]: the axum router and its handlers.
+//! - [`routes`]: the axum router and its handlers; [`tokens`]: those for join tokens and node deletion.
 //! - [`error`]: how failures become HTTP statuses.
 
 pub mod admission;
 pub mod error;
 pub mod routes;
+pub mod tokens;
 pub mod views;
 pub use edge_api as types;

@@ -9,6 +9,7 @@
 //! | `GET /v1/modules`, `GET /v1/modules/{sha256}`   | list / one                                    |
 //! | `GET /v1/nodes`                                 | `[NodeView]`                                  |
 //! | `GET /v1/nodes/{name}`                          | `NodeDetail`                                  |
+//! | `DELETE /v1/nodes/{name}`, `/v1/tokens…`        | membership: see `tokens.rs`                    |
 //! | `POST /v1/nodes/{name}/cordon`, `…/uncordon`, `…/drain` | node operations → `NodeView`          |
 //! | `PUT /v1/nodes/{name}/labels` (`LabelRequest`)  | set / remove user labels → `NodeView`         |
 //! | `GET /v1/workloads[?namespace=NS]`              | `[WorkloadView]`                              |
@@ -62,7 +63,9 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/modules", post(upload_module).get(list_modules))
         .route("/v1/modules/{sha}", get(get_module))
         .route("/v1/nodes", get(list_nodes))
-        .route("/v1/nodes/{name}", get(get_node))
+        .route("/v1/nodes/{name}", get(get_node).delete(super::tokens::delete_node))
+        .route("/v1/tokens", post(super::tokens::create_token).get(super::tokens::list_tokens))
+        .route("/v1/tokens/{id}", axum::routing::delete(super::tokens::delete_token))
         .route("/v1/nodes/{name}/cordon", post(cordon))
         .route("/v1/nodes/{name}/uncordon", post(uncordon))
         .route("/v1/nodes/{name}/drain", post(drain))
@@ -79,7 +82,7 @@ pub fn router(shared: Shared) -> Router {
 }
 
 /// Runs `f` on the cluster's owner.
-async fn call<R: Send + 'static>(
+pub(super) async fn call<R: Send + 'static>(
     s: &Shared,
     f: impl FnOnce(&mut Cluster) -> R + Send + 'static,
 ) -> Result<R, ApiError> {

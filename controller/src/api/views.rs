@@ -273,6 +273,7 @@ impl Cluster {
             spec_generation: n.spec_generation,
             disconnected: !ready,
             instances: live.map_or(0, |l| l.instances.len()),
+            joined: self.joined_ms(name).map(rfc3339_ms),
         })
     }
 

@@ -7,6 +7,7 @@
 //!   specs), the periodic tick, and [`Cluster::flush`], which serves the coalesced work agent messages leave.
 //! - [`workloads`], [`nodes`]: the operations users ask for (deploy a validated spec, delete, undo; cordon,
 //!   drain, label, delete a node; namespaces; modules).
+//! - [`members`]: join tokens, nodes joining with them, deleting (revoking) a node.
 //! - [`uplink`]: what agents say (hello, heartbeat, events, logs, status).
 //! - [`delivery`]: module and artifact chunks served to agents, finished builds.
 //! - [`liveness`], [`ledger`]: pure rules for node readiness and for event sequence numbers.
@@ -25,6 +26,7 @@ mod delivery;
 pub mod error;
 pub mod ledger;
 pub mod liveness;
+mod members;
 mod nodes;
 mod pass;
 #[cfg(test)]
@@ -44,8 +46,9 @@ use self::ledger::Ledger;
 use self::liveness::{Liveness, Policy};
 use crate::artifacts::Artifacts;
 use crate::logbook::LogBook;
-use crate::model::{ModuleRecord, NamespaceRecord, NodeRecord, WorkloadRecord};
+use crate::model::{MemberRecord, ModuleRecord, NamespaceRecord, NodeRecord, TokenRecord, WorkloadRecord};
 use crate::reconcile::{Readiness, Rollout};
+use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 
 /// An MQTT message for the shell to publish.
@@ -204,6 +207,28 @@ pub struct Cluster {
     after_commit: Vec<Publish>,
     /// Instances without a node after the last pass.
     pending: usize,
+    /// Join tokens by id, and registered nodes by name (see `members.rs`).
+    pub(crate) tokens: BTreeMap<String, TokenRecord>,
+    pub(crate) members: BTreeMap<String, MemberRecord>,
+    /// The cluster signing key (`{data}/cluster.key`).
+    cluster_key: Arc<edge_trust::ClusterKey>,
+    /// What the embedded broker's policy reads; kept current here.
+    registry: Arc<Registry>,
+    /// The embedded broker, to disconnect and revoke nodes; `None` with an external broker.
+    broker: Option<edge_broker::BrokerHandle>,
+    /// Nodes deleted since this controller started: never believed again until they join anew.
+    deleted: std::collections::HashSet<String>,
+    /// Whether nodes that never joined are believed (an external broker, or `--mqtt-allow-anonymous`).
+    open: bool,
+}
+
+/// How the cluster proves itself and decides whom to believe (see [`Cluster::set_trust`]).
+pub struct Trust {
+    pub key: Arc<edge_trust::ClusterKey>,
+    pub registry: Arc<Registry>,
+    pub broker: Option<edge_broker::BrokerHandle>,
+    /// Believe nodes that never joined (see [`Cluster::accepts_from`]).
+    pub open: bool,
 }
 
 /// Recent events kept per node for `describe node`, and per workload for `describe workload`.
@@ -226,6 +251,8 @@ impl Cluster {
         let modules = store.load_modules()?.into_iter().map(|m| (m.sha256.clone(), m)).collect();
         let namespaces = store.load_namespaces()?.into_iter().map(|n| (n.name.clone(), n)).collect();
         let artifacts = Artifacts::new(store.load_artifacts()?);
+        let tokens = store.load_tokens()?.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let members = store.load_members()?.into_iter().map(|m| (m.name.clone(), m)).collect();
         let mut cluster = Cluster {
             issuer: store.issuer(),
             store,
@@ -259,10 +286,39 @@ impl Cluster {
             unsaved_nodes: BTreeSet::new(),
             after_commit: Vec::new(),
             pending: 0,
+            tokens,
+            members,
+            // Replaced by `set_trust`; a throwaway key until then (tests that never join need none).
+            cluster_key: Arc::new(edge_trust::ClusterKey::from_secret_bytes(&rand::random())),
+            registry: Arc::new(Registry::default()),
+            broker: None,
+            deleted: std::collections::HashSet::new(),
+            open: true,
         };
         cluster.rebuild_index();
         cluster.pending = cluster.workloads.values().flat_map(|w| &w.instances).filter(|i| i.node.is_none()).count();
         Ok(cluster)
+    }
+
+    /// Sets the cluster key, the registry the broker reads (filled here from the stored tokens and members),
+    /// the broker handle and whether unjoined nodes are believed.
+    pub fn set_trust(&mut self, trust: Trust) {
+        for t in self.tokens.values() {
+            let mut hash = [0u8; 32];
+            if hex::decode_to_slice(&t.secret_sha256, &mut hash).is_ok() {
+                trust.registry.set_token(&t.id, hash);
+            }
+        }
+        for m in self.members.values() {
+            let mut hash = [0u8; 32];
+            if hex::decode_to_slice(&m.password_sha256, &mut hash).is_ok() {
+                trust.registry.set_member(&m.name, hash);
+            }
+        }
+        self.cluster_key = trust.key;
+        self.registry = trust.registry;
+        self.broker = trust.broker;
+        self.open = trust.open;
     }
 
     /// Where precompilation jobs go (the controller's builder task); without one, artifacts are never built.

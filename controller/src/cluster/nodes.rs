@@ -28,11 +28,7 @@ impl Cluster {
         set: BTreeMap<String, String>,
         remove: Vec<String>,
     ) -> Result<(), ClusterError> {
-        for (k, v) in &set {
-            if k.is_empty() || k.len() > 63 || v.len() > 63 || k.contains('=') || v.contains('=') {
-                return Err(ClusterError::Invalid(format!("label {k}={v} is invalid")));
-            }
-        }
+        check_labels(&set)?;
         self.update_node(name, |n| {
             for k in &remove {
                 n.user_labels.remove(k);
@@ -58,4 +54,14 @@ impl Cluster {
         self.nodes.insert(name.to_string(), record);
         Ok(())
     }
+}
+
+/// Label keys and values: 1–63 and 0–63 bytes, no `=`.
+pub(crate) fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ClusterError> {
+    for (k, v) in labels {
+        if k.is_empty() || k.len() > 63 || v.len() > 63 || k.contains('=') || v.contains('=') {
+            return Err(ClusterError::Invalid(format!("label {k}={v} is invalid")));
+        }
+    }
+    Ok(())
 }

@@ -28,7 +28,12 @@ impl Cluster {
             tracing::debug!("message from a node with an invalid name ignored");
             return;
         }
-        // A hello still gets through: it is how a node joins (who may join is the trust issue's join tokens).
+        if !self.accepts_from(node) {
+            self.counters.rejected += 1;
+            tracing::debug!(node, "message from a node that is not a member ignored");
+            return;
+        }
+        // Without identities enforced, a hello from a new node still gets through: it is how it appears.
         if channel != Channel::Hello
             && !self.live.contains_key(node)
             && !self.nodes.contains_key(node)
@@ -95,7 +100,8 @@ impl Cluster {
             last_event_seq: 0,
             last_seen_ms: now,
             cordoned: false,
-            user_labels: BTreeMap::new(),
+            // A node that joined with a labelled token starts with the token's labels.
+            user_labels: self.members.get(node).map(|m| m.labels.clone()).unwrap_or_default(),
             protocol,
         });
         if record.store_id != h.store_id {

@@ -37,6 +37,8 @@ pub(crate) enum Table {
     Workloads,
     Nodes,
     Namespaces,
+    Tokens,
+    Members,
 }
 
 impl Table {
@@ -45,6 +47,8 @@ impl Table {
             Table::Workloads => 1,
             Table::Nodes => 2,
             Table::Namespaces => 3,
+            Table::Tokens => 4,
+            Table::Members => 5,
         }
     }
 
@@ -53,6 +57,8 @@ impl Table {
             1 => Some(Table::Workloads),
             2 => Some(Table::Nodes),
             3 => Some(Table::Namespaces),
+            4 => Some(Table::Tokens),
+            5 => Some(Table::Members),
             _ => None,
         }
     }

@@ -1,12 +1,20 @@
 //! `edgectl dev`: a whole local cluster in one process: a controller with its embedded broker and N agents.
+//! Zero setup: once the controller's API is up, dev creates one single-use join token per agent through it (the
+//! same client as `edgectl token create`) and hands it to that agent, so the agents join as real nodes do.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use edge_api::TokenRequest;
 use edge_controller::{BrokerMode, ControllerConfig};
 use tokio::sync::watch;
 
 use crate::cli::DevArgs;
+use crate::client::Client;
+
+/// How long a dev agent's join token lives: it is used within seconds, or the agent failed to start.
+const JOIN_TTL: Duration = Duration::from_secs(600);
 
 pub async fn run(args: DevArgs) -> Result<()> {
     // Keep the temporary directory alive for the whole run; it is removed when `_temp` drops.
@@ -19,16 +27,19 @@ pub async fn run(args: DevArgs) -> Result<()> {
     };
     let config = ControllerConfig::new(data.join("controller"), args.api, BrokerMode::Embedded(args.mqtt));
     let controller = edge_controller::start(config).await.context("cannot start the controller")?;
+    // The API listens once `start` returns, so the agents' join tokens come through it, as an operator's would.
+    let client = Client::new(&format!("http://{}", controller.api_addr));
     let (stop_agents, stop_rx) = watch::channel(false);
     let mut agents = Vec::new();
     for i in 1..=args.agents {
         let name = format!("dev-{i}");
-        let cfg = edge_agent::AgentConfig::new(
+        let mut cfg = edge_agent::AgentConfig::new(
             name.clone(),
             controller.mqtt.0.clone(),
             controller.mqtt.1,
             data.join("agents").join(&name),
         );
+        cfg.join = Some(join_token(&client, &name).await?);
         let rx = stop_rx.clone();
         agents.push(tokio::spawn(async move {
             if let Err(e) = edge_agent::run(cfg, rx).await {
@@ -52,6 +63,19 @@ pub async fn run(args: DevArgs) -> Result<()> {
     }
     controller.shutdown().await;
     Ok(())
+}
+
+/// A token for one agent: one use, bound to its name, living long enough for a slow first start. An agent that
+/// already joined (a `--data` directory kept from an earlier run) keeps its identity and ignores it.
+async fn join_token(client: &Client, agent: &str) -> Result<String> {
+    let req = TokenRequest {
+        ttl_ms: Some(JOIN_TTL.as_millis() as u64),
+        uses: Some(1),
+        node: Some(agent.to_string()),
+        labels: Default::default(),
+    };
+    let created = client.create_token(&req).await.with_context(|| format!("cannot create a join token for {agent}"))?;
+    Ok(created.token)
 }
 
 /// Ctrl-C, or SIGTERM (how process supervisors and scripts stop us).

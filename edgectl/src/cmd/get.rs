@@ -9,6 +9,7 @@ use crate::client::Client;
 use crate::manifest::render;
 use crate::table::Table;
 use edge_proto::quantity::{format_cpu, format_memory};
+use time::OffsetDateTime;
 
 pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, name: Option<&str>, output: Output) -> Result<()> {
     match what {
@@ -23,7 +24,7 @@ pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, name: Option<
             match output {
                 Output::Json => println!("{}", json_of(&nodes, name.is_some())?),
                 Output::Yaml => print!("{}", render::json(&value_of(&nodes, name.is_some())?)),
-                Output::Table => print!("{}", nodes_table(&nodes)),
+                Output::Table => print!("{}", nodes_table(&nodes, OffsetDateTime::now_utc())),
             }
         }
         GetWhat::Namespaces => {
@@ -78,7 +79,8 @@ fn json_of<T: serde::Serialize>(items: &[T], one: bool) -> Result<String> {
     Ok(serde_json::to_string_pretty(&value_of(items, one)?)?)
 }
 
-fn nodes_table(nodes: &[NodeView]) -> String {
+/// `now` is an argument so that the JOINED ages render deterministically under test.
+fn nodes_table(nodes: &[NodeView], now: OffsetDateTime) -> String {
     let mut t = Table::new([
         "NAME",
         "STATUS",
@@ -89,6 +91,7 @@ fn nodes_table(nodes: &[NodeView]) -> String {
         "INSTANCES",
         "GENERATION",
         "LAST SEEN",
+        "JOINED",
     ]);
     for n in nodes {
         t.row([
@@ -105,6 +108,7 @@ fn nodes_table(nodes: &[NodeView]) -> String {
                 format!("{} (want {})", n.generation, n.spec_generation)
             },
             n.last_seen.clone().unwrap_or_else(|| "never".into()),
+            n.joined.as_deref().map_or_else(|| "-".into(), |j| crate::age::since(j, now)),
         ]);
     }
     t.render()
@@ -175,4 +179,43 @@ fn workloads_table(workloads: &[WorkloadView]) -> String {
         }
     }
     t.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use time::format_description::well_known::Rfc3339;
+
+    use super::*;
+
+    fn node(name: &str, joined: Option<&str>) -> NodeView {
+        let r = serde_json::json!({"cpu_millis": 1000, "memory_bytes": 268_435_456u64});
+        serde_json::from_value(serde_json::json!({
+            "name": name, "status": "Ready", "capacity": r, "allocatable": r, "allocated": r, "labels": {},
+            "cordoned": false, "board": "host", "arch": "x86_64", "engine": "x86_64-cranelift",
+            "agent_version": "0.1.0", "last_seen": "2025-06-01T12:03:10Z", "generation": 3, "spec_generation": 3,
+            "disconnected": false, "instances": 2, "joined": joined,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn nodes_table_shows_joined_age() {
+        let now = OffsetDateTime::parse("2025-06-01T12:03:12Z", &Rfc3339).unwrap();
+        let nodes = [node("dev-1", Some("2025-06-01T12:00:00Z")), node("old", None)];
+        let table = nodes_table(&nodes, now);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("LAST SEEN              JOINED"), "{}", lines[0]);
+        assert!(lines[0].starts_with("NAME    STATUS   CPU (USED/ALLOCATABLE)"), "{}", lines[0]);
+        assert!(lines[1].ends_with("2025-06-01T12:03:10Z   3m12s"), "{}", lines[1]);
+        assert!(lines[2].ends_with("2025-06-01T12:03:10Z   -"), "{}", lines[2]);
+    }
+
+    #[test]
+    fn nodes_without_joined_still_decode() {
+        // An older controller sends no `joined`.
+        let mut v = serde_json::to_value(node("n", None)).unwrap();
+        v.as_object_mut().unwrap().remove("joined");
+        let n: NodeView = serde_json::from_value(v).unwrap();
+        assert!(n.joined.is_none());
+    }
 }

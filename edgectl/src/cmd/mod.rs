@@ -13,3 +13,4 @@ pub mod get;
 pub mod logs;
 pub mod node;
 pub mod rollout;
+pub mod token;

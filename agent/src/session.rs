@@ -37,10 +37,9 @@ pub fn link_options(node: &str, host: &str, port: u16, topics: &Topics, password
         true,
     );
     let link = LinkOptions::new(node, host, port).last_will(will);
-    match password {
-        Some(password) => link.credentials(node, password),
-        None => link,
-    }
+    // Without an identity the node still names itself (username = its name, no password): a broker that admits
+    // unjoined nodes confines it to its own topics; an open broker ignores the username.
+    link.credentials(node, password.unwrap_or(""))
 }
 
 /// The two queues into the session.

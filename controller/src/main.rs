@@ -38,6 +38,10 @@ struct Args {
     /// identities; anyone who reaches the MQTT port then owns the fleet).
     #[arg(long)]
     mqtt_allow_anonymous: bool,
+    /// Admit only nodes that joined with a token (`edgectl token create`, `edge-agent --join`); by default an
+    /// agent started without one may still connect under a name no joined node holds, confined to its own topics.
+    #[arg(long)]
+    require_join: bool,
     /// MQTT topic prefix (the same on the agents).
     #[arg(long = "topic-prefix", alias = "prefix", value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
     topic_prefix: String,
@@ -83,6 +87,7 @@ async fn run() -> anyhow::Result<()> {
     config.reschedule_after = args.reschedule_after;
     config.min_ready = args.min_ready;
     config.allow_anonymous = args.mqtt_allow_anonymous;
+    config.require_join = args.require_join;
     let running = edge_controller::start(config).await.context("cannot start the controller")?;
     println!(
         "edge-controller: API on http://{}, MQTT on {}:{}, cluster {}",

@@ -6,7 +6,8 @@
 //! read lock and never touches the cluster.
 //!
 //! Identities: `node/NAME` (username and client id both NAME, password checked), `join/ID` (username and client
-//! id `join.ID`, password the token secret in hex), and — only with `--mqtt-allow-anonymous` — anonymous
+//! id `join.ID`, password the token secret in hex), unjoined nodes (username and client id NAME, no password,
+//! a name no member holds; refused with `--require-join`), and — only with `--mqtt-allow-anonymous` — anonymous
 //! clients, which may do anything (the open mode the project had before identities; for tests and trusted
 //! labs). The controller itself uses an in-process link, which bypasses the policy.
 //!
@@ -74,11 +75,15 @@ pub struct BrokerPolicy {
     registry: Arc<Registry>,
     topics: Topics,
     allow_anonymous: bool,
+    /// Refuse nodes that never joined (`--require-join`). Without it, a client whose username and client id
+    /// are the same valid node name that no member holds, and that sends no password, is admitted as that
+    /// unjoined node, confined to its own topics like a member (agents started without a token keep working).
+    require_join: bool,
 }
 
 impl BrokerPolicy {
-    pub fn new(registry: Arc<Registry>, topics: Topics, allow_anonymous: bool) -> BrokerPolicy {
-        BrokerPolicy { registry, topics, allow_anonymous }
+    pub fn new(registry: Arc<Registry>, topics: Topics, allow_anonymous: bool, require_join: bool) -> BrokerPolicy {
+        BrokerPolicy { registry, topics, allow_anonymous, require_join }
     }
 }
 
@@ -94,11 +99,21 @@ impl Policy for BrokerPolicy {
         let Some(username) = c.username else {
             return if self.allow_anonymous { Ok(Identity::anonymous()) } else { Err(Refusal::NotAuthorized) };
         };
-        let password = c.password.ok_or(Refusal::BadCredentials)?;
         // The client id is bound to the username: nobody logs in as one identity under another's id.
         if c.client_id != username {
             return Err(Refusal::BadClientId);
         }
+        let Some(password) = c.password else {
+            let unjoined = !self.require_join
+                && !username.starts_with(join::JOIN_USER_PREFIX)
+                && edge_proto::validate_name(username).is_ok()
+                && !self.registry.is_member(username);
+            return if unjoined {
+                Ok(Identity::principal(format!("{NODE}{username}")))
+            } else {
+                Err(Refusal::BadCredentials)
+            };
+        };
         if let Some(id) = username.strip_prefix(join::JOIN_USER_PREFIX) {
             // The password is the token secret in hex; the registry holds the secret's sha256.
             let secret = hex::decode(password).map_err(|_| Refusal::BadCredentials)?;
@@ -160,7 +175,7 @@ mod tests {
         registry.set_member("a", sha256(b"pw-a"));
         registry.set_member("b", sha256(b"pw-b"));
         registry.set_token("00112233445566ff", sha256(&[7; 16]));
-        BrokerPolicy::new(registry, Topics::default(), anonymous)
+        BrokerPolicy::new(registry, Topics::default(), anonymous, true)
     }
 
     #[test]
@@ -180,6 +195,22 @@ mod tests {
         );
         assert_eq!(p.connect(&creds(join, Some(join), Some(b"00"))), Err(Refusal::BadCredentials));
         assert_eq!(p.connect(&creds(join, Some(join), Some(b"not hex"))), Err(Refusal::BadCredentials));
+    }
+
+    #[test]
+    fn unjoined_nodes_are_admitted_only_under_free_names_and_only_if_allowed() {
+        let registry = Arc::new(Registry::default());
+        registry.set_member("a", sha256(b"pw-a"));
+        let p = BrokerPolicy::new(registry.clone(), Topics::default(), false, false);
+        assert_eq!(p.connect(&creds("n1", Some("n1"), None)), Ok(Identity::principal("node/n1")));
+        assert_eq!(p.connect(&creds("a", Some("a"), None)), Err(Refusal::BadCredentials), "a member's name");
+        assert_eq!(p.connect(&creds("n1", Some("n2"), None)), Err(Refusal::BadClientId));
+        assert_eq!(p.connect(&creds("N/1", Some("N/1"), None)), Err(Refusal::BadCredentials));
+        let join = "join.00112233445566ff";
+        assert_eq!(p.connect(&creds(join, Some(join), None)), Err(Refusal::BadCredentials));
+        assert_eq!(p.connect(&creds("x", None, None)), Err(Refusal::NotAuthorized), "anonymous");
+        let strict = BrokerPolicy::new(registry, Topics::default(), false, true);
+        assert_eq!(strict.connect(&creds("n1", Some("n1"), None)), Err(Refusal::BadCredentials));
     }
 
     #[test]

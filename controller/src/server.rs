@@ -44,6 +44,8 @@ pub struct ControllerConfig {
     /// The embedded broker admits anonymous clients, and nodes that never joined are believed: the open mode
     /// of a lab with no identities. Off by default.
     pub allow_anonymous: bool,
+    /// Only nodes that joined with a token may connect to the embedded broker (see `registry.rs`).
+    pub require_join: bool,
 }
 
 impl ControllerConfig {
@@ -57,6 +59,7 @@ impl ControllerConfig {
             reschedule_after: edge_proto::timing::RESCHEDULE_AFTER,
             min_ready: edge_proto::timing::MIN_READY,
             allow_anonymous: false,
+            require_join: false,
         }
     }
 }
@@ -117,7 +120,8 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     let registry = Arc::new(Registry::default());
     let (mqtt, embedded) = match &config.broker {
         BrokerMode::Embedded(listen) => {
-            let policy = BrokerPolicy::new(registry.clone(), topics.clone(), config.allow_anonymous);
+            let policy =
+                BrokerPolicy::new(registry.clone(), topics.clone(), config.allow_anonymous, config.require_join);
             let broker = broker::start_embedded(*listen, policy).await?;
             let addr = broker.local_addr();
             let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
@@ -149,7 +153,7 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         broker: embedded.as_ref().map(|b| b.handle()),
         // Without the embedded broker's policy nobody enforces identities on the wire yet (an external
         // broker's ACLs are its operator's): nodes that never joined are still believed.
-        open: config.allow_anonymous || embedded.is_none(),
+        open: config.allow_anonymous || embedded.is_none() || !config.require_join,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();

@@ -106,7 +106,11 @@ fn rand_bytes() -> [u8; 32] {
 
 async fn secure_fleet() -> Fleet {
     let port = edge_tests::ports::free_port();
-    Fleet::configured(BrokerMode::Embedded(([127, 0, 0, 1], port).into()), |c| c.allow_anonymous = false).await
+    Fleet::configured(BrokerMode::Embedded(([127, 0, 0, 1], port).into()), |c| {
+        c.allow_anonymous = false;
+        c.require_join = true;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

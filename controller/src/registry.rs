@@ -94,6 +94,12 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// A sha256 as stored in records (64 hex digits); `None` for anything else.
+pub fn hash_from_hex(hex: &str) -> Option<[u8; 32]> {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex, &mut hash).ok().map(|()| hash)
+}
+
 impl Policy for BrokerPolicy {
     fn connect(&self, c: &Credentials<'_>) -> Result<Identity, Refusal> {
         let Some(username) = c.username else {

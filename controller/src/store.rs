@@ -162,6 +162,15 @@ struct Log {
     bytes_since_checkpoint: usize,
 }
 
+impl Log {
+    /// Every commit so far is durable in redb: nothing is owed to the next checkpoint.
+    fn checkpointed(&mut self) {
+        self.dirty = false;
+        self.since_checkpoint = 0;
+        self.bytes_since_checkpoint = 0;
+    }
+}
+
 /// Non-durable commits, and bytes of their records, between two checkpoints at most: redb holds what a
 /// non-durable commit wrote in memory until the next durable one, so these bound that memory. A checkpoint costs
 /// one durable commit (about two appends' worth); one per 16 commits was measured to cost the median write
@@ -301,9 +310,7 @@ impl Store {
             // held (a full pass over 10,000 new nodes would hold three), and no dirty pages wait for a checkpoint.
             apply(&self.db, changes.iter().map(Change::op), None, Durability::Immediate)?;
             // Durable, with every earlier non-durable commit (their `meta.wal_seq` included).
-            log.dirty = false;
-            log.since_checkpoint = 0;
-            log.bytes_since_checkpoint = 0;
+            log.checkpointed();
             return Ok(());
         }
         let ops: Vec<Op> = changes.iter().map(Change::op).collect();
@@ -319,9 +326,7 @@ impl Store {
         if !log.file.fits(record.len()) {
             // Every record in the log is applied; make them durable before writing over them.
             checkpoint(&self.db, seq - 1)?;
-            log.dirty = false;
-            log.since_checkpoint = 0;
-            log.bytes_since_checkpoint = 0;
+            log.checkpointed();
             log.file.rewind();
         }
         if let Err(source) = log.file.append(&record) {
@@ -336,9 +341,7 @@ impl Store {
         if log.since_checkpoint >= CHECKPOINT_EVERY || log.bytes_since_checkpoint >= CHECKPOINT_BYTES {
             // Not rewound: the records behind stay a consecutive prefix, all at most the durable `wal_seq`.
             checkpoint(&self.db, seq)?;
-            log.dirty = false;
-            log.since_checkpoint = 0;
-            log.bytes_since_checkpoint = 0;
+            log.checkpointed();
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Time spans as tables show them and as token flags read them: how long ago an RFC 3339 instant was (`3m12s`,
 //! kubectl's short forms), how long until one is, and the lifetimes of `token create --ttl` (the shared duration
-//! syntax of `edge_proto::quantity`, plus days, since a join token commonly lives for a week).
+//! syntax of `edge_proto::quantity`, which reads days too: a join token commonly lives for a week).
 //!
 //! Everything takes "now" as an argument, so the tables that use it render deterministically under test.
 
@@ -64,19 +64,7 @@ pub fn human(d: Duration) -> String {
 /// Parses a token lifetime: `500ms`, `30s`, `5m`, `24h`, `7d` (or bare seconds). Zero is refused: such a token
 /// could never be used.
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let ms = match t.strip_suffix('d') {
-        Some(days) => {
-            let bad = || format!("invalid duration {s:?} (examples: 30s, 5m, 24h, 7d)");
-            let v: f64 = days.parse().map_err(|_| bad())?;
-            let ms = v * 86_400_000.0;
-            if !ms.is_finite() || ms < 0.0 || ms > u64::MAX as f64 {
-                return Err(bad());
-            }
-            (ms + 0.5) as u64
-        }
-        None => parse_duration_ms(t)?,
-    };
+    let ms = parse_duration_ms(s)?;
     if ms == 0 {
         return Err(format!("a lifetime of {s:?} would never let a node join (at least 1ms)"));
     }

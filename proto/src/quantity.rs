@@ -90,11 +90,11 @@ pub fn format_cpu(millis: u32) -> String {
     }
 }
 
-/// Parses a duration like `500ms`, `30s`, `5m`, `1h` (or bare seconds) into milliseconds.
+/// Parses a duration like `500ms`, `30s`, `5m`, `1h`, `7d` (or bare seconds) into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid duration {s:?} (examples: 500ms, 30s, 5m, 1h)");
+    let bad = || format!("invalid duration {s:?} (examples: 500ms, 30s, 5m, 1h, 7d)");
     let s = s.trim();
-    let (num, mult) = [("ms", 1u64), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)]
+    let (num, mult) = [("ms", 1u64), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         .iter()
         .find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult)))
         .unwrap_or((s, 1_000));
@@ -105,7 +105,7 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     Ok((v * mult as f64 + 0.5) as u64)
 }
 
-/// Parses a duration flag (`500ms`, `2s`, `1m`, `1h`, or bare seconds): the one syntax of every duration flag on
+/// Parses a duration flag (`500ms`, `2s`, `1m`, `1h`, `7d`, or bare seconds): the one syntax of every duration flag on
 /// every binary.
 pub fn parse_duration(s: &str) -> Result<core::time::Duration, String> {
     parse_duration_ms(s).map(core::time::Duration::from_millis)
@@ -149,6 +149,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert!(parse_duration("2 weeks").is_err());

@@ -15,7 +15,7 @@ use edge_trust::{Context, JoinToken};
 use super::{Cluster, ClusterError, Publish};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::model::{MemberRecord, TokenRecord};
-use crate::registry::sha256;
+use crate::registry::{hash_from_hex, sha256};
 use crate::store::Change;
 
 /// Default lifetime of a token.
@@ -48,12 +48,13 @@ impl Cluster {
                 "there are {MAX_TOKENS} tokens already; delete some (edgectl token list, edgectl token delete ID)"
             )));
         }
-        let (token, stored) = JoinToken::generate(self.cluster_key.fingerprint())
+        let (token, _) = JoinToken::generate(self.cluster_key.fingerprint())
             .map_err(|e| ClusterError::Invalid(format!("cannot make a token: {e}")))?;
         let now = now_ms();
+        let secret_sha256 = sha256(token.secret().as_bytes());
         let record = TokenRecord {
             id: token.id().to_string(),
-            secret_sha256: hex::encode(sha256(token.secret().as_bytes())),
+            secret_sha256: hex::encode(secret_sha256),
             created_ms: now,
             expires_ms: now.saturating_add(ttl),
             uses,
@@ -62,9 +63,8 @@ impl Cluster {
             labels: req.labels,
             joined: Vec::new(),
         };
-        debug_assert_eq!(stored.id(), token.id());
         self.store.commit(&[Change::PutToken(&record)])?;
-        self.registry.set_token(&record.id, sha256(token.secret().as_bytes()));
+        self.registry.set_token(&record.id, secret_sha256);
         let view = token_view(&record, now);
         self.tokens.insert(record.id.clone(), record);
         Ok(TokenCreated {
@@ -178,8 +178,7 @@ impl Cluster {
     }
 
     fn admit_member(&mut self, member: MemberRecord) {
-        let mut hash = [0u8; 32];
-        if hex::decode_to_slice(&member.password_sha256, &mut hash).is_ok() {
+        if let Some(hash) = hash_from_hex(&member.password_sha256) {
             self.registry.set_member(&member.name, hash);
         }
         self.deleted.remove(&member.name);

@@ -48,7 +48,7 @@ use crate::artifacts::Artifacts;
 use crate::logbook::LogBook;
 use crate::model::{MemberRecord, ModuleRecord, NamespaceRecord, NodeRecord, TokenRecord, WorkloadRecord};
 use crate::reconcile::{Readiness, Rollout};
-use crate::registry::Registry;
+use crate::registry::{hash_from_hex, Registry};
 use crate::store::{Store, StoreError};
 
 /// An MQTT message for the shell to publish.
@@ -304,14 +304,12 @@ impl Cluster {
     /// the broker handle and whether unjoined nodes are believed.
     pub fn set_trust(&mut self, trust: Trust) {
         for t in self.tokens.values() {
-            let mut hash = [0u8; 32];
-            if hex::decode_to_slice(&t.secret_sha256, &mut hash).is_ok() {
+            if let Some(hash) = hash_from_hex(&t.secret_sha256) {
                 trust.registry.set_token(&t.id, hash);
             }
         }
         for m in self.members.values() {
-            let mut hash = [0u8; 32];
-            if hex::decode_to_slice(&m.password_sha256, &mut hash).is_ok() {
+            if let Some(hash) = hash_from_hex(&m.password_sha256) {
                 trust.registry.set_member(&m.name, hash);
             }
         }

@@ -2,7 +2,8 @@
 //!
 //! Layout on the wire (postcard): `version: varint u16`, then the [`Message`], then `auth: Option<bytes>`.
 //! The version comes first so a peer can refuse a newer protocol before trying to decode its body.
-//! `auth` is reserved for a message authentication tag; today it is always `None`.
+//! `auth` carries a signature or a tag over the message (see [`crate::auth`]): the cluster key's signature on
+//! specs and artifact chunks, a node's report tag on what it sends. Its absence is for the receiver to judge.
 //!
 //! **Version skew policy** (as Kubernetes has it for kubelets): a controller of protocol N serves agents of N
 //! and N − 1 ([`MIN_PROTOCOL_VERSION`]); upgrade the controller first, then the agents at leisure. [`decode`]
@@ -29,7 +30,7 @@ pub struct Envelope {
     /// The version the sender wrote (between [`MIN_PROTOCOL_VERSION`] and [`PROTOCOL_VERSION`]).
     pub version: u16,
     pub message: Message,
-    /// Reserved for a signature or MAC over `version` and `message` (a later protocol feature).
+    /// A signature or tag over `message` (see [`crate::auth`]), or none.
     pub auth: Option<Vec<u8>>,
 }
 
@@ -68,18 +69,28 @@ struct Borrowed<'a, M> {
 
 /// Encodes a message in the current protocol version, without an authentication tag.
 pub fn encode(message: &Message) -> Vec<u8> {
+    encode_with_auth(message, None)
+}
+
+/// Encodes a message in the current protocol version with `auth` (a signature or tag over it).
+pub fn encode_with_auth(message: &Message, auth: Option<&[u8]>) -> Vec<u8> {
     // Serialising owned data to a Vec cannot fail: every type here is plain data with serde derives.
-    postcard::to_allocvec(&Borrowed { version: PROTOCOL_VERSION, message, auth: None }).unwrap_or_default()
+    postcard::to_allocvec(&Borrowed { version: PROTOCOL_VERSION, message, auth }).unwrap_or_default()
 }
 
 /// Encodes a message for a peer speaking `version`: protocol 3 gets protocol 3's shapes; any other version
 /// (the current one, or one this build does not know) gets the current protocol.
 pub fn encode_for(version: u16, message: &Message) -> Vec<u8> {
+    encode_for_with_auth(version, message, None)
+}
+
+/// As [`encode_for`], with `auth`. A protocol 3 peer gets it too, and ignores it.
+pub fn encode_for_with_auth(version: u16, message: &Message, auth: Option<&[u8]>) -> Vec<u8> {
     if version == crate::v3::VERSION {
         let old = crate::v3::Message::from(message);
-        return postcard::to_allocvec(&Borrowed { version, message: &old, auth: None }).unwrap_or_default();
+        return postcard::to_allocvec(&Borrowed { version, message: &old, auth }).unwrap_or_default();
     }
-    encode(message)
+    encode_with_auth(message, auth)
 }
 
 /// Decodes a payload, refusing oversize payloads, unsupported protocol versions and malformed bytes. A protocol
@@ -294,6 +305,19 @@ mod tests {
         let Message::Spec(old) = decode(&encode_for(3, &spec)).unwrap().message else { panic!() };
         assert_eq!((old.issuer, old.generation), (0, 3));
         assert_eq!(encode_for(4, &ack), encode(&ack));
+    }
+
+    #[test]
+    fn auth_travels_after_the_message_and_comes_back() {
+        for m in samples() {
+            let bytes = encode_with_auth(&m, Some(&[9; 24]));
+            let plain = encode(&m);
+            assert_eq!(&bytes[..plain.len() - 1], &plain[..plain.len() - 1], "only the tail differs");
+            let env = decode(&bytes).unwrap();
+            assert_eq!((env.message, env.auth), (m.clone(), Some(vec![9; 24])));
+            let old = decode(&encode_for_with_auth(3, &m, Some(&[1, 2]))).unwrap();
+            assert_eq!((old.version, old.auth), (3, Some(vec![1, 2])));
+        }
     }
 
     #[test]

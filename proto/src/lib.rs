@@ -6,6 +6,7 @@
 //! - [`topic`]: the MQTT topic tree (`{prefix}/nodes/{node}/{channel}`), builders and a parser.
 //! - [`message`]: every message body (hello, heartbeat, spec, events, logs, module transfer, status).
 //! - [`envelope`]: the versioned envelope every payload travels in, with room for an authentication tag.
+//! - [`auth`]: what the cluster key signs (specs, artifacts) and what a node's report tag covers.
 //! - [`join`]: joining with a token (request, reply, topics).
 //! - [`broker`]: broker URLs (`mqtt://HOST:PORT`) as users write them.
 //! - [`quantity`]: Kubernetes-style CPU and memory quantities (`250m`, `64Mi`).
@@ -25,6 +26,7 @@
 
 extern crate alloc;
 
+pub mod auth;
 pub mod backoff;
 pub mod broker;
 pub mod envelope;
@@ -37,7 +39,10 @@ pub mod topic;
 pub mod v3;
 
 pub use broker::{parse_broker_url, BadBrokerUrl};
-pub use envelope::{decode, encode, encode_for, DecodeError, Envelope, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+pub use envelope::{
+    decode, encode, encode_for, encode_for_with_auth, encode_with_auth, DecodeError, Envelope, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+};
 pub use join::{JoinRefusal, JoinReply, JoinRequest};
 pub use message::{
     EngineProfile, EngineTarget, Event, EventKind, EventsAck, Heartbeat, Hello, InstanceSpec, InstanceState,

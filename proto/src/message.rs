@@ -358,6 +358,11 @@ pub enum EventKind {
     BackOff { delay_ms: u64 },
     /// Stopped because the spec no longer holds it.
     Stopped,
+    /// A node-level event (`instance` empty): the agent refused a spec or an artifact that did not verify
+    /// (unsigned, signed by another key, for another node, a replayed generation); the reason says which.
+    /// Appended without a protocol bump: only nodes send events, and an agent is never newer than its
+    /// controller (see [`crate::envelope`]).
+    Rejected { reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

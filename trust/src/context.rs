@@ -18,6 +18,10 @@ impl Context {
     pub const LOGS: Context = Context::new(b"edge/logs/v1");
     /// A node's hello (board, engine targets, capacity).
     pub const HELLO: Context = Context::new(b"edge/hello/v1");
+    /// The cluster's statement that an artifact (native code) was built from a module for an engine profile.
+    pub const ARTIFACT: Context = Context::new(b"edge/artifact/v1");
+    /// A node's request for a chunk of a module or artifact.
+    pub const MODULE_REQUEST: Context = Context::new(b"edge/module-request/v1");
     /// The controller's acceptance of a join (node name, node key, token id), signed by the cluster key.
     pub const JOIN: Context = Context::new(b"edge/join/v1");
 
@@ -47,7 +51,16 @@ mod tests {
 
     #[test]
     fn well_known_contexts_are_distinct() {
-        let all = [Context::SPEC, Context::HEARTBEAT, Context::EVENTS, Context::LOGS, Context::HELLO];
+        let all = [
+            Context::SPEC,
+            Context::HEARTBEAT,
+            Context::EVENTS,
+            Context::LOGS,
+            Context::HELLO,
+            Context::ARTIFACT,
+            Context::MODULE_REQUEST,
+            Context::JOIN,
+        ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a, b);

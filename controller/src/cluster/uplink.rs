@@ -278,6 +278,8 @@ impl Cluster {
                 EventKind::Stopped => {
                     live.instances.remove(&e.instance);
                 }
+                // About the node, not an instance (`known` is false for it): kept in its recent events only.
+                EventKind::Rejected { .. } => {}
             }
         }
         let live = self.live_mut(node);

@@ -26,7 +26,8 @@ pub struct AgentConfig {
     /// [`DEFAULT_RESERVE`]).
     pub reserved: Option<Resources>,
     pub labels: Vec<(String, String)>,
-    /// How often the agent heartbeats (default [`edge_proto::timing::HEARTBEAT`]).
+    /// The longest the agent goes without a heartbeat (default [`edge_proto::timing::HEARTBEAT`]); changes are
+    /// reported at once, checked every [`edge_proto::timing::TICK`] (or this interval, when shorter).
     pub heartbeat: Duration,
     /// The MQTT topic prefix (default [`edge_proto::topic::DEFAULT_PREFIX`]).
     pub prefix: String,
@@ -95,7 +96,15 @@ pub struct NodeIdentity {
 }
 
 impl NodeIdentity {
+    /// What this agent announces, from its flags, its board profile and the machine it runs on. A board
+    /// profile that does not describe this machine (a microcontroller's, or another architecture's) is refused
+    /// with both named: announcing it would make the scheduler trust capacity the node does not have.
     pub fn resolve(config: &AgentConfig) -> Result<NodeIdentity, AgentError> {
+        Self::resolve_on(config, std::env::consts::ARCH)
+    }
+
+    /// [`NodeIdentity::resolve`] on a machine of architecture `host_arch` (`std::env::consts::ARCH`'s words).
+    fn resolve_on(config: &AgentConfig, host_arch: &str) -> Result<NodeIdentity, AgentError> {
         edge_proto::validate_name(&config.node)
             .map_err(|e| AgentError::Config(format!("node name {:?}: {e}", config.node)))?;
         let board = match &config.board {
@@ -104,6 +113,24 @@ impl NodeIdentity {
             })?),
             None => None,
         };
+        if let Some(b) = board {
+            if b.runtime == edge_boards::Runtime::Firmware {
+                return Err(AgentError::Config(format!(
+                    "board {} is a microcontroller profile ({}, for the no_std firmware, not edge-agent) but this \
+                     machine is {host_arch}: drop --board (the agent then describes this machine as it is)",
+                    b.name, b.arch
+                )));
+            }
+            // The profiles say `armv7` where Rust says `arm`.
+            let board_arch = if b.arch == "armv7" { "arm" } else { b.arch };
+            if board_arch != host_arch {
+                return Err(AgentError::Config(format!(
+                    "board {} is an {} profile but this machine is {host_arch}: drop --board (the agent then \
+                     describes this machine as it is), or run the agent on that board",
+                    b.name, b.arch
+                )));
+            }
+        }
         let capacity = Resources {
             cpu_millis: config
                 .cpu_millis
@@ -119,7 +146,7 @@ impl NodeIdentity {
         }
         Ok(NodeIdentity {
             board: board.map_or_else(|| "generic".to_string(), |b| b.name.to_string()),
-            arch: std::env::consts::ARCH.to_string(),
+            arch: host_arch.to_string(),
             engine: edge_engine::profile_for(
                 config.engine.unwrap_or_else(edge_engine::host_target),
                 capacity.memory_bytes,
@@ -135,7 +162,7 @@ impl NodeIdentity {
 }
 
 /// Total memory from /proc/meminfo, or 1 GiB when it cannot be read.
-fn system_memory() -> u64 {
+pub fn system_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
@@ -156,17 +183,31 @@ mod tests {
         let sys = NodeIdentity::resolve(&c).unwrap();
         assert!(sys.capacity.cpu_millis >= 1000 && sys.capacity.memory_bytes > 0);
         c.board = Some("rpi-4".into());
-        let pi = NodeIdentity::resolve(&c).unwrap();
+        let pi = NodeIdentity::resolve_on(&c, "aarch64").unwrap();
         assert_eq!(pi.capacity.cpu_millis, 4000);
         assert_eq!(pi.reserved.cpu_millis, 200);
         assert_eq!(sys.reserved, DEFAULT_RESERVE);
         assert_eq!(pi.labels, [("board".to_string(), "rpi-4".to_string())]);
         c.cpu_millis = Some(1500);
-        assert_eq!(NodeIdentity::resolve(&c).unwrap().capacity.cpu_millis, 1500);
+        assert_eq!(NodeIdentity::resolve_on(&c, "aarch64").unwrap().capacity.cpu_millis, 1500);
         c.board = Some("rpi-99".into());
         assert!(NodeIdentity::resolve(&c).unwrap_err().to_string().contains("rpi-4"));
         c.board = None;
         c.node = "Bad Name".into();
         assert!(NodeIdentity::resolve(&c).is_err());
+    }
+
+    #[test]
+    fn a_board_that_is_not_this_machine_is_refused_naming_both() {
+        let mut c = AgentConfig::new("n1", "h", 1, PathBuf::from("/tmp"));
+        c.board = Some("pico-w".into());
+        let e = NodeIdentity::resolve_on(&c, "x86_64").unwrap_err().to_string();
+        assert!(e.contains("pico-w") && e.contains("microcontroller") && e.contains("x86_64"), "{e}");
+        c.board = Some("rpi-4".into());
+        let e = NodeIdentity::resolve_on(&c, "x86_64").unwrap_err().to_string();
+        assert!(e.contains("rpi-4 is an aarch64 profile") && e.contains("this machine is x86_64"), "{e}");
+        c.board = Some("rpi-3".into());
+        assert!(NodeIdentity::resolve_on(&c, "arm").is_ok(), "armv7 is Rust's arm");
+        assert!(NodeIdentity::resolve_on(&c, "aarch64").is_err());
     }
 }

@@ -12,6 +12,9 @@
 //! **Invariants:**
 //! - A spec is applied only if it supersedes the persisted one ([`NodeSpec::supersedes`]: another issuer, or a
 //!   newer generation of the same), and it is persisted first. No arithmetic is done on wire generations.
+//! - A joined node applies, stores and boots only specs that verify under its pinned cluster key, and loads
+//!   only artifacts whose announced hash the cluster signed ([`Verifier`]); what fails is reported as a
+//!   `Rejected` event (at most one per [`REJECTION_EVENT_EVERY`]), never acted on.
 //! - An instance id that is already running is never restarted by a spec: ids change with their template.
 //! - A finished run-to-completion instance (`never`, or `on-failure` that exited 0) is never started again,
 //!   not even by an agent restart: its final state is persisted and reported as it was.
@@ -44,6 +47,7 @@ use crate::outbox::{Acked, Outbox};
 use crate::runtime::Runtime;
 use crate::store::{Store, StoreError};
 use crate::supervisor::Supervisor;
+use crate::verify::{Rejection, Verifier};
 
 mod fetch;
 mod instances;
@@ -61,6 +65,10 @@ pub const MAX_SPEC_INSTANCES: usize = 4096;
 const BOOT_GAP_REPORTED: Duration = Duration::from_secs(2);
 /// Bytes of instance statuses one heartbeat carries at most (estimated), leaving room in the payload limit.
 const HEARTBEAT_BUDGET: usize = edge_proto::MAX_PAYLOAD * 3 / 4;
+/// `Rejected` events are rationed: a burst of [`REJECTION_EVENTS`], then one per [`REJECTION_EVENT_EVERY`].
+/// Whoever floods a node's topics with forged specs must not push its real events out of the bounded outbox.
+pub const REJECTION_EVENTS: u32 = 8;
+pub const REJECTION_EVENT_EVERY: Duration = Duration::from_secs(10);
 
 struct Instance {
     spec: InstanceSpec,
@@ -123,6 +131,10 @@ pub struct Core {
     outbox: Outbox,
     gap: Option<Gap>,
     last_outage: Option<Outage>,
+    verifier: Verifier,
+    rejections: Ration,
+    /// When the last heartbeat was sent and what it said (its time zeroed), to send only changes in between.
+    last_heartbeat: Option<(Instant, Heartbeat)>,
 }
 
 impl Core {
@@ -132,6 +144,7 @@ impl Core {
         runtime: Runtime,
         limits: Limits,
         wiring: Wiring,
+        verifier: Verifier,
     ) -> Result<Core, StoreError> {
         let store_id = store.store_id()?;
         let outbox = Outbox::new(store_id, limits.outbox, store.outbox()?, store.next_seq()?, store.events_dropped()?);
@@ -148,13 +161,22 @@ impl Core {
             outbox,
             gap: None,
             last_outage: None,
+            verifier,
+            rejections: Ration::new(REJECTION_EVENTS, Instant::now()),
+            last_heartbeat: None,
         })
     }
 
     /// Starts the instances of the persisted spec: a node runs its last desired state with no broker at all.
     pub fn boot(&mut self) -> Result<(), StoreError> {
         self.gap = Some(Gap { boot: true, ..self.gap_now() });
-        if let Some(spec) = self.store.spec()? {
+        if let Some((spec, signature)) = self.store.signed_spec()? {
+            if let Err(r) = self.verifier.stored_spec(&spec, signature.as_ref()) {
+                // Nothing runs; the controller's signed spec replaces it once the node connects.
+                self.reject(r);
+                self.commit_events();
+                return Ok(());
+            }
             tracing::info!(
                 issuer = spec.issuer,
                 generation = spec.generation,
@@ -181,7 +203,7 @@ impl Core {
             Some(c) if c.issuer == self.store_id => c.generation.saturating_add(1),
             _ => 1,
         };
-        self.adopt(NodeSpec { issuer: self.store_id, generation, instances });
+        self.adopt(NodeSpec { issuer: self.store_id, generation, instances }, None);
         self.commit_events();
     }
 
@@ -207,9 +229,15 @@ impl Core {
                     self.gap = Some(self.gap_now());
                 }
             }
-            Input::Message(Message::Spec(spec)) => {
-                if spec.supersedes(self.applied.as_ref()) {
-                    self.apply_spec(spec);
+            Input::Message(Message::Spec(spec), auth) => {
+                let signature = match self.verifier.spec(&spec, auth.as_deref()) {
+                    Ok(signature) => signature,
+                    Err(r) => return self.reject(r),
+                };
+                if let Some(r) = self.replayed(&spec) {
+                    self.reject(r);
+                } else if spec.supersedes(self.applied.as_ref()) {
+                    self.apply_spec(spec, signature);
                 } else {
                     // Already applied (or older): a retained re-delivery, or a controller that just (re)connected
                     // and re-published every spec, possibly after our events went to a broker it was not yet
@@ -221,13 +249,13 @@ impl Core {
                     self.heartbeat();
                 }
             }
-            Input::Message(Message::ModuleReply(reply)) => self.on_module_reply(reply),
-            Input::Message(Message::EventsAck(ack)) => self.on_ack(ack),
-            Input::Message(Message::HelloRequest) => {
+            Input::Message(Message::ModuleReply(reply), auth) => self.on_module_reply(reply, auth.as_deref()),
+            Input::Message(Message::EventsAck(ack), _) => self.on_ack(ack),
+            Input::Message(Message::HelloRequest, _) => {
                 let hello = self.hello();
                 self.publish(Channel::Hello, Qos::AtLeastOnce, Message::Hello(hello));
             }
-            Input::Message(other) => tracing::debug!(?other, "unexpected message kind ignored"),
+            Input::Message(other, _) => tracing::debug!(?other, "unexpected message kind ignored"),
             Input::Started { id, run, at_ms } => {
                 let Some(inst) = self.instances.get_mut(&id).filter(|i| i.run == run) else { return };
                 inst.sup.started(at_ms);
@@ -261,9 +289,11 @@ impl Core {
     }
 
     /// Periodic: heartbeat, events still unacknowledged, and stalled module downloads.
-    pub fn tick(&mut self) {
+    /// The periodic work: a heartbeat if what it reports changed or `refresh` has passed since the last one,
+    /// events due again, downloads to re-ask.
+    pub fn tick(&mut self, refresh: Duration) {
         let now = Instant::now();
-        self.heartbeat();
+        self.heartbeat_if_due(refresh, now);
         if self.outbox.resend_if_due(now) {
             self.flush_events();
         }
@@ -333,11 +363,31 @@ impl Core {
         self.applied.as_ref().map_or(0, |s| s.generation)
     }
 
+    /// A heartbeat now (something changed, or someone is listening anew).
     fn heartbeat(&mut self) {
         if !self.is_connected() {
             return;
         }
-        let hb = Heartbeat {
+        let hb = self.heartbeat_body();
+        self.last_heartbeat = Some((Instant::now(), Heartbeat { at_ms: 0, ..hb.clone() }));
+        self.publish(Channel::Heartbeat, Qos::AtMostOnce, Message::Heartbeat(hb));
+    }
+
+    /// A heartbeat if its content (all but the time) differs from the last one sent, or none was sent for
+    /// `refresh`: an idle node costs one message per `refresh`.
+    fn heartbeat_if_due(&mut self, refresh: Duration, now: Instant) {
+        let due = match &self.last_heartbeat {
+            None => true,
+            Some((at, _)) if now.saturating_duration_since(*at) >= refresh => true,
+            Some((_, last)) => *last != Heartbeat { at_ms: 0, ..self.heartbeat_body() },
+        };
+        if due {
+            self.heartbeat();
+        }
+    }
+
+    fn heartbeat_body(&self) -> Heartbeat {
+        Heartbeat {
             at_ms: now_ms(),
             applied_generation: self.applied_generation(),
             instances: self.statuses(),
@@ -346,8 +396,7 @@ impl Core {
             oldest_unacked_seq: self.outbox.oldest_unacked(),
             last_outage: self.last_outage,
             store_id: self.store_id,
-        };
-        self.publish(Channel::Heartbeat, Qos::AtMostOnce, Message::Heartbeat(hb));
+        }
     }
 
     /// Every instance's status, by id, as many as fit a heartbeat (all of them for any spec a controller sends).
@@ -412,8 +461,8 @@ impl Core {
 
     // ---- spec ------------------------------------------------------------------------------------------------
 
-    /// A spec from the controller that supersedes the applied one.
-    fn apply_spec(&mut self, spec: NodeSpec) {
+    /// A spec from the controller that supersedes the applied one (verified: `signature` is stored with it).
+    fn apply_spec(&mut self, spec: NodeSpec, signature: Option<[u8; 64]>) {
         if spec.instances.len() > MAX_SPEC_INSTANCES {
             tracing::warn!(
                 instances = spec.instances.len(),
@@ -422,12 +471,36 @@ impl Core {
             );
             return;
         }
-        self.adopt(spec);
+        self.adopt(spec, signature);
     }
 
-    /// Persists `spec`, then converges to it.
-    fn adopt(&mut self, spec: NodeSpec) {
-        if let Err(e) = self.store.put_spec(&spec, now_ms()) {
+    /// A verified spec older than the applied one of the same issuer, or of an issuer this node already left
+    /// behind (a controller store since replaced), on a joined node: someone replays what the cluster once
+    /// signed. (An equal generation is the retained copy delivered again: not a replay.)
+    fn replayed(&self, spec: &NodeSpec) -> Option<Rejection> {
+        if self.verifier.is_pinned() && self.store.retired_issuers().unwrap_or_default().contains(&spec.issuer) {
+            return Some(Rejection::RetiredIssuer { generation: spec.generation });
+        }
+        let applied = self.applied.as_ref()?;
+        (self.verifier.is_pinned() && applied.issuer == spec.issuer && spec.generation < applied.generation)
+            .then_some(Rejection::Replayed { generation: spec.generation, running: applied.generation })
+    }
+
+    /// Refuses what did not verify: logged always, reported as a node-level `Rejected` event as the [`Ration`]
+    /// allows (the next report says how many were not).
+    pub(super) fn reject(&mut self, r: Rejection) {
+        tracing::warn!(reason = %r, "refused a message from the controller's topics");
+        let reason = match self.rejections.take(Instant::now()) {
+            None => return,
+            Some(0) => r.to_string(),
+            Some(quiet) => format!("{r} (and {quiet} more refused since the last report)"),
+        };
+        self.event("", 0, EventKind::Rejected { reason });
+    }
+
+    /// Persists `spec` (with the signature it arrived with, if any), then converges to it.
+    fn adopt(&mut self, spec: NodeSpec, signature: Option<[u8; 64]>) {
+        if let Err(e) = self.store.put_spec(&spec, signature.as_ref(), now_ms()) {
             tracing::error!(error = %e, "cannot persist the new spec; not applying it");
             return;
         }
@@ -520,5 +593,53 @@ impl Core {
                 }
             }
         }
+    }
+}
+
+/// A token bucket for reports: `burst` at once, then one more per [`REJECTION_EVENT_EVERY`]. Pure.
+#[derive(Debug, Clone)]
+struct Ration {
+    tokens: u32,
+    burst: u32,
+    since: Instant,
+    /// Refused reports not made since the last one.
+    quiet: u64,
+}
+
+impl Ration {
+    fn new(burst: u32, now: Instant) -> Ration {
+        Ration { tokens: burst, burst, since: now, quiet: 0 }
+    }
+
+    /// `Some(n)`: report now, `n` having been kept quiet since the last report; `None`: stay quiet.
+    fn take(&mut self, now: Instant) -> Option<u64> {
+        let earned = now.saturating_duration_since(self.since).as_secs() / REJECTION_EVENT_EVERY.as_secs();
+        if earned > 0 {
+            self.tokens = self.burst.min(self.tokens.saturating_add(u32::try_from(earned).unwrap_or(u32::MAX)));
+            self.since = now;
+        }
+        if self.tokens == 0 {
+            self.quiet = self.quiet.saturating_add(1);
+            return None;
+        }
+        self.tokens -= 1;
+        Some(std::mem::take(&mut self.quiet))
+    }
+}
+
+#[cfg(test)]
+mod ration_tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_one_per_interval_and_the_quiet_ones_are_counted() {
+        let t0 = Instant::now();
+        let mut r = Ration::new(2, t0);
+        assert_eq!((r.take(t0), r.take(t0), r.take(t0), r.take(t0)), (Some(0), Some(0), None, None));
+        assert_eq!(r.take(t0 + REJECTION_EVENT_EVERY), Some(2));
+        assert_eq!(r.take(t0 + REJECTION_EVENT_EVERY), None);
+        // A long silence refills the burst, never more.
+        let later = t0 + REJECTION_EVENT_EVERY * 1000;
+        assert_eq!((r.take(later), r.take(later), r.take(later)), (Some(1), Some(0), None));
     }
 }

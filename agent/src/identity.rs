@@ -1,5 +1,6 @@
 //! The node's identity in its cluster: its name, the cluster key it pinned when it joined, and the MQTT
-//! password it chose. Kept in the agent's store ([`crate::store`], table `identity`) from the join on.
+//! password derived at join (`edge_trust::MqttPassword`). Kept in the agent's store ([`crate::store`], table
+//! `identity`) from the join on.
 //!
 //! [`establish`] makes the one decision each start needs:
 //! - an identity is stored: use it (a `--join` given again is logged and ignored); one stored for another
@@ -29,7 +30,7 @@ pub struct Identity {
     pub node: String,
     /// The cluster's ed25519 public key, pinned at join (it matched the token's fingerprint).
     pub cluster_key: [u8; 32],
-    /// The MQTT password (32 lowercase hex digits); the controller holds only its sha256.
+    /// The MQTT password (32 lowercase hex digits), derived from the node key and the cluster key.
     pub password: String,
 }
 

@@ -3,14 +3,16 @@
 //! 1. The token is parsed; it pins the cluster key's fingerprint and carries the credential.
 //! 2. The node key (`{data}/node.key`, made on the device, mode 0600) is loaded or created: its secret never
 //!    leaves the device, only its public half is sent.
-//! 3. A fresh MQTT password (128 random bits as 32 lowercase hex digits) is chosen; only its sha256 is sent.
-//! 4. The node connects as `join.<token id>` (password: the token secret in hex), subscribes to the reply
+//! 3. The node connects as `join.<token id>` (password: the token secret in hex), subscribes to the reply
 //!    topic, and once the subscription is acknowledged publishes the [`JoinRequest`]. It waits for the
 //!    [`JoinReply`] at most a timeout ([`JOIN_TIMEOUT`]); a lost connection is retried (subscription and
 //!    request again) with [`edge_link::Reconnect`]'s pacing within that time.
-//! 5. [`check_reply`], without I/O: a refusal is an error naming the reason; an acceptance is believed only
+//! 4. [`check_reply`], without I/O: a refusal is an error naming the reason; an acceptance is believed only
 //!    for this node's name, under a cluster key matching the token's fingerprint, with a valid signature
 //!    (context `edge/join/v1`) over [`edge_proto::join::accepted_body`].
+//! 5. Only then, knowing the cluster key, the node derives its MQTT password ([`edge_trust::MqttPassword`]:
+//!    32 lowercase hex digits from the node key and the cluster key). The controller derives the same one;
+//!    no password, not even a hash, is sent.
 //!
 //! What comes back is an [`Identity`]; storing it is the caller's ([`crate::identity::establish`]).
 //! Every error reads as one line.
@@ -21,10 +23,10 @@ use std::time::Duration;
 use edge_link::{LinkOptions, Reconnect, Waited};
 use edge_proto::join::{self as proto, JoinRefusal, JoinReply, JoinRequest};
 use edge_proto::Message;
-use edge_trust::{Context, Fingerprint, JoinToken, KeyError, KeyFileError, KeyPair, PublicKey, Signed, TokenError};
-use rand::TryRngCore;
+use edge_trust::{
+    Context, Fingerprint, JoinToken, KeyError, KeyFileError, KeyPair, MqttPassword, PublicKey, Signed, TokenError,
+};
 use rumqttc::{ConnectReturnCode, ConnectionError, Event, Packet, QoS, SubscribeReasonCode};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::AgentConfig;
@@ -44,8 +46,8 @@ pub enum JoinError {
     Token(TokenError),
     #[error(transparent)]
     NodeKey(#[from] KeyFileError),
-    #[error("choosing an MQTT password: the random number source failed")]
-    Random,
+    #[error("cannot derive the MQTT password from the node key and the cluster key ({0})")]
+    Password(edge_trust::AgreeError),
     /// The controller refused; also a CONNACK refusing the token's login (the broker does not know it).
     #[error("join token refused: {0}")]
     Refused(JoinRefusal),
@@ -81,16 +83,11 @@ pub async fn join(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Identity, JoinError> {
     let token = JoinToken::parse(token).map_err(JoinError::Token)?;
-    let node_key = node_key(&config.data_dir)?.public().to_bytes();
-    let password = new_password()?;
+    let keys = node_key(&config.data_dir)?;
+    let node_key = keys.public().to_bytes();
     let id = *token.id().as_bytes();
-    let request = JoinRequest {
-        token_id: id,
-        token_secret: *token.secret().as_bytes(),
-        node: config.node.clone(),
-        node_key,
-        password_sha256: Sha256::digest(password.as_bytes()).into(),
-    };
+    let request =
+        JoinRequest { token_id: id, token_secret: *token.secret().as_bytes(), node: config.node.clone(), node_key };
     let user = proto::join_username(&id);
     let link = LinkOptions::new(user.clone(), config.broker_host.clone(), config.broker_port)
         .credentials(user, proto::hex(token.secret().as_bytes()));
@@ -99,6 +96,7 @@ pub async fn join(
     tracing::info!(node = %config.node, token = %token.id(), "joining the cluster");
     let reply = exchange(&link, &topics, edge_proto::encode(&Message::JoinRequest(request)), timeout, shutdown).await?;
     let cluster_key = check_reply(&token, &config.node, &node_key, reply)?;
+    let password = password(&keys, &cluster_key, &config.node)?;
     Ok(Identity { node: config.node.clone(), cluster_key, password })
 }
 
@@ -134,11 +132,10 @@ pub fn check_reply(
     Ok(cluster_key)
 }
 
-/// 16 bytes from the operating system's random source, as 32 lowercase hex digits.
-fn new_password() -> Result<String, JoinError> {
-    let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.try_fill_bytes(&mut bytes).map_err(|_| JoinError::Random)?;
-    Ok(hex::encode(bytes))
+/// The node's MQTT password under the cluster key `check_reply` returned (the one the controller derives).
+fn password(keys: &KeyPair, cluster_key: &[u8; 32], node: &str) -> Result<String, JoinError> {
+    let cluster = PublicKey::from_bytes(cluster_key).map_err(JoinError::BadClusterKey)?;
+    Ok(MqttPassword::for_node(keys, &cluster, node).map_err(JoinError::Password)?.into_string())
 }
 
 struct Topics {
@@ -322,10 +319,14 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_32_lowercase_hex_digits_and_differ() {
-        let a = new_password().unwrap();
+    fn the_password_is_the_one_the_controller_derives() {
+        let c = case();
+        let node = KeyPair::from_secret_bytes(&[2; 32]);
+        let a = password(&node, &c.cluster.public().to_bytes(), "pi-1").unwrap();
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{a}");
-        assert_ne!(a, new_password().unwrap());
+        let controller = MqttPassword::for_controller(&c.cluster, &node.public(), "pi-1").unwrap();
+        assert_eq!(a, controller.as_str());
+        assert_ne!(a, password(&node, &c.cluster.public().to_bytes(), "pi-2").unwrap());
     }
 }

@@ -10,10 +10,12 @@
 //! - [`session`]: the MQTT connection over [`edge_link`] (Last Will, resubscribe on every ConnAck, back-off).
 //! - [`join`]: the node's half of joining with a token (node key, password, the exchange, checking the answer).
 //! - [`identity`]: the node's name, pinned cluster key and MQTT password, kept in the store from the join on.
+//! - [`tagger`]: a joined node's report tags (counter + HMAC under its report key) and their counter blocks.
 //! - [`mail`]: the messages between the tasks (inputs of the core, outgoing messages of the session).
 //! - [`core`]: the single task that owns the node's state: specs, instances, events, module downloads.
 //! - [`outbox`]: the event outbox as a pure state machine (numbering, acks, resend pacing).
 //! - [`download`]: one module download as a pure state machine (ranges, verification, failures).
+//! - [`verify`]: what a joined node believes from the controller (signed specs, signed artifact statements).
 //! - [`supervisor`]: pure restart-policy and back-off decisions per instance.
 //! - [`runtime`]: the wasmtime engine for the node's profile, loaded-module cache, running one instance.
 //! - [`quota`]: the WASI shim enforcing volume quotas.
@@ -42,6 +44,8 @@ pub mod runtime;
 pub mod session;
 pub mod store;
 pub mod supervisor;
+pub mod tagger;
+pub mod verify;
 pub mod volume;
 
 use std::path::Path;
@@ -54,6 +58,7 @@ pub use config::AgentConfig;
 pub use error::AgentError;
 
 use node::Node;
+use verify::Verifier;
 
 /// Runs the agent until `shutdown` turns true (or its sender is dropped). On return every instance is stopped.
 ///
@@ -66,16 +71,24 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
         Err(e) if identity::stopped(&e) => return Ok(()),
         Err(e) => return Err(e),
     };
+    // Before the node opens the store: the tagger reserves its counters in it and closes it again.
+    let tagger = tagger::Tagger::open(&config.data_dir, identity.as_ref())?;
     let topics = Topics::new(&config.prefix);
     let (core_tx, core_rx) = mpsc::channel(session::CORE_QUEUE);
     let (logs_tx, logs_rx) = mpsc::channel(session::LOG_QUEUE);
-    let mut node = Node::open(&config, Some(core_tx))?;
+    let verifier = match &identity {
+        Some(i) => Verifier::pinned(
+            &i.node,
+            i.cluster_key().map_err(|e| AgentError::Config(format!("the stored cluster key is unusable: {e}")))?,
+        ),
+        None => Verifier::unpinned(&config.node),
+    };
+    let mut node = Node::open(&config, Some(core_tx), verifier)?;
     node.core.boot()?;
-    // The pinned cluster key stays with `identity` for the checks of signed state.
     let password = identity.as_ref().map(|i| i.password.as_str());
     let link = session::link_options(&config.node, &config.broker_host, config.broker_port, &topics, password);
     let mailboxes = session::Mailboxes { core: core_rx, logs: logs_rx };
-    let session = tokio::spawn(session::run(link, topics, node.inputs_tx.clone(), mailboxes, shutdown.clone()));
+    let session = tokio::spawn(session::run(link, topics, node.inputs_tx.clone(), mailboxes, tagger, shutdown.clone()));
     let logs = node.logs_rx.take().expect("taken once");
     let forwarder =
         tokio::spawn(logring::forward(logs, Some(logs_tx), node.connected.subscribe(), node.log_stats.clone()));
@@ -93,7 +106,8 @@ pub async fn run_standalone(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     let loaded = manifest::load(manifest).map_err(|e| AgentError::Config(e.to_string()))?;
-    let mut node = Node::open(&config, None)?;
+    // Standalone: the manifest on local disk is the desired state; there is no controller to verify against.
+    let mut node = Node::open(&config, None, Verifier::unpinned(&config.node))?;
     let runtime = node.runtime.clone();
     for (sha, bytes) in &loaded.modules {
         // Load now so an invalid module is an error naming it, before anything runs.

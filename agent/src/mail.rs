@@ -13,7 +13,9 @@ use crate::supervisor::Exit;
 pub enum Input {
     Connected,
     Disconnected,
-    Message(Message),
+    /// A message from the controller's topics, with its envelope's `auth` (a signature, for specs and artifact
+    /// chunks): nothing in it is believed before [`crate::verify::Verifier`] says so.
+    Message(Message, Option<Vec<u8>>),
     Started {
         id: String,
         run: u64,

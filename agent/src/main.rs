@@ -37,7 +37,8 @@ struct Args {
     /// A node label k=v (repeatable).
     #[arg(long = "label", value_name = "K=V")]
     labels: Vec<String>,
-    /// Heartbeat interval, e.g. 2s or 500ms (bare numbers are seconds).
+    /// Longest interval between heartbeats, e.g. 60s or 500ms (bare numbers are seconds); changes are reported
+    /// at once.
     #[arg(long, default_value_t = Interval(edge_proto::timing::HEARTBEAT))]
     heartbeat: Interval,
     /// MQTT topic prefix (the controller's --topic-prefix must match).

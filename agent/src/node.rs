@@ -15,6 +15,7 @@ use crate::logring::LOG_QUEUE;
 use crate::mail::{Input, Outgoing};
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::verify::Verifier;
 
 pub(crate) struct Node {
     pub core: Core,
@@ -29,7 +30,12 @@ pub(crate) struct Node {
 
 impl Node {
     /// Opens the store and the runtime for `config`; `outgoing` is the queue to the session (`None` standalone).
-    pub fn open(config: &AgentConfig, outgoing: Option<mpsc::Sender<Outgoing>>) -> Result<Node, AgentError> {
+    /// `verifier` holds the cluster key a joined node checks specs and artifacts against.
+    pub fn open(
+        config: &AgentConfig,
+        outgoing: Option<mpsc::Sender<Outgoing>>,
+        verifier: Verifier,
+    ) -> Result<Node, AgentError> {
         let identity = NodeIdentity::resolve(config)?;
         let store = Store::open(&config.data_dir)?;
         store.use_engine(&edge_engine::fingerprint(&identity.engine))?;
@@ -46,18 +52,18 @@ impl Node {
             lines_dropped: Arc::new(AtomicU64::new(0)),
             log_stats: log_stats.clone(),
         };
-        let core = Core::new(identity, store, runtime.clone(), config.limits, wiring)?;
+        let core = Core::new(identity, store, runtime.clone(), config.limits, wiring, verifier)?;
         Ok(Node { core, runtime, inputs, inputs_tx, connected, logs_rx: Some(logs_rx), log_stats })
     }
 
     /// Feeds the core until `shutdown` turns true (or its sender is dropped), then stops every instance.
     pub async fn serve(&mut self, heartbeat: Duration, mut shutdown: watch::Receiver<bool>) {
-        let mut ticks = tokio::time::interval(heartbeat);
+        let mut ticks = tokio::time::interval(heartbeat.min(edge_proto::timing::TICK));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 Some(input) = self.inputs.recv() => self.core.handle(input),
-                _ = ticks.tick() => self.core.tick(),
+                _ = ticks.tick() => self.core.tick(heartbeat),
                 _ = edge_link::stopped(&mut shutdown) => break,
             }
         }

@@ -56,13 +56,14 @@ pub async fn run(
     topics: Topics,
     inputs: UnboundedSender<Input>,
     mailboxes: Mailboxes,
+    tagger: Option<crate::tagger::Tagger>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let node = link.client_id().to_string();
     let (client, eventloop) = edge_link::connect(&link);
     let reconnect = Reconnect::new(&link);
     let events = drive(eventloop, reconnect, &client, &topics, &node, &inputs, &mut shutdown);
-    let publisher = publish(&client, &topics, &node, mailboxes);
+    let publisher = publish(&client, &topics, &node, mailboxes, tagger);
     tokio::select! {
         _ = events => {}
         _ = publisher => {}
@@ -101,7 +102,7 @@ async fn drive(
                 Some((n, channel)) if n == node && Channel::DOWNLINK.contains(&channel) => {
                     match edge_proto::decode(&p.payload) {
                         Ok(envelope) => {
-                            let _ = inputs.send(Input::Message(envelope.message));
+                            let _ = inputs.send(Input::Message(envelope.message, envelope.auth));
                         }
                         Err(e) => tracing::warn!(topic = %p.topic, error = %e, "undecodable message ignored"),
                     }
@@ -122,7 +123,15 @@ async fn drive(
     }
 }
 
-async fn publish(client: &AsyncClient, topics: &Topics, node: &str, mut mailboxes: Mailboxes) {
+/// Encodes and publishes the queued messages; with a `tagger` (a joined node) each report carries its tag in
+/// the envelope's `auth` (see [`crate::tagger`]: `status` is never tagged, nor anything of an unjoined node).
+async fn publish(
+    client: &AsyncClient,
+    topics: &Topics,
+    node: &str,
+    mut mailboxes: Mailboxes,
+    mut tagger: Option<crate::tagger::Tagger>,
+) {
     loop {
         let out = tokio::select! {
             biased;
@@ -130,7 +139,8 @@ async fn publish(client: &AsyncClient, topics: &Topics, node: &str, mut mailboxe
             Some(out) = mailboxes.logs.recv() => out,
             else => return,
         };
-        let payload = edge_proto::encode(&out.message);
+        let auth = tagger.as_mut().and_then(|t| t.auth(out.channel, &out.message));
+        let payload = edge_proto::encode_with_auth(&out.message, auth.as_ref().map(|a| a.as_slice()));
         if payload.len() > edge_proto::MAX_PAYLOAD {
             // rumqttc would refuse the packet by closing the connection: drop the message instead.
             tracing::error!(

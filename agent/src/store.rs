@@ -3,9 +3,13 @@
 //! Tables:
 //! - `meta`: `schema_version` → u32 LE; `store_id` → u64 LE (random, never 0, fixed at creation); `next_seq` →
 //!   u64 LE (the next event sequence number); `events_dropped` → u64 LE (outbox overflow, since creation);
-//!   `engine` → the engine profile's fingerprint.
+//!   `engine` → the engine profile's fingerprint; `report_counter_mark` → u64 LE, the end of the last block of
+//!   report counters reserved ([`crate::tagger`]; absent in a store that never tagged: 0).
 //! - `spec`: `current` → postcard `NodeSpec` of protocol 4 (the last accepted desired state, with its issuer and
-//!   generation).
+//!   generation); `signature` → the cluster's 64-byte signature it arrived with, when the node joined (verified
+//!   again at every boot, see [`crate::verify`]); `retired` → postcard `Vec<u64>`, the issuers whose specs were
+//!   replaced by another issuer's (the last [`RETIRED_ISSUERS`]), so their specs are never taken again. Added
+//!   without a schema change: an older agent ignores them.
 //! - `modules`: module sha256 → what the runtime loads for it: the artifact precompiled for this node's engine
 //!   profile (from the controller, verified against its announced hash), or WebAssembly bytes (standalone
 //!   manifests). `meta.engine` names the profile's fingerprint; a different profile empties this cache.
@@ -178,20 +182,45 @@ impl Store {
 
     /// The last accepted spec, if any.
     pub fn spec(&self) -> Result<Option<NodeSpec>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(SPEC).map_err(db_err)?;
-        match table.get("current").map_err(db_err)? {
-            Some(v) => postcard::from_bytes(v.value()).map(Some).map_err(|_| StoreError::Corrupt { what: "spec" }),
-            None => Ok(None),
-        }
+        Ok(self.signed_spec()?.map(|(spec, _)| spec))
     }
 
-    /// Commits `spec` and marks the modules it references as used at `now_ms`, in one transaction.
-    pub fn put_spec(&self, spec: &NodeSpec, now_ms: u64) -> Result<(), StoreError> {
+    /// The last accepted spec with the cluster's signature it arrived with (none for a node that never joined,
+    /// or a local manifest's spec), for verifying it again at boot.
+    pub fn signed_spec(&self) -> Result<Option<SignedSpec>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(SPEC).map_err(db_err)?;
+        let Some(v) = table.get("current").map_err(db_err)? else { return Ok(None) };
+        let spec = postcard::from_bytes(v.value()).map_err(|_| StoreError::Corrupt { what: "spec" })?;
+        let signature = table.get("signature").map_err(db_err)?.and_then(|s| s.value().try_into().ok());
+        Ok(Some((spec, signature)))
+    }
+
+    /// Commits `spec` with its `signature` (or none) and marks the modules it references as used at `now_ms`,
+    /// in one transaction.
+    pub fn put_spec(&self, spec: &NodeSpec, signature: Option<&[u8; 64]>, now_ms: u64) -> Result<(), StoreError> {
         let bytes = postcard::to_allocvec(spec).map_err(|_| StoreError::Corrupt { what: "spec" })?;
         let txn = self.db.begin_write().map_err(db_err)?;
         {
-            txn.open_table(SPEC).map_err(db_err)?.insert("current", bytes.as_slice()).map_err(db_err)?;
+            let mut table = txn.open_table(SPEC).map_err(db_err)?;
+            let previous =
+                table.get("current").map_err(db_err)?.and_then(|v| postcard::from_bytes::<NodeSpec>(v.value()).ok());
+            if let Some(previous) = previous.filter(|p| p.issuer != spec.issuer) {
+                let mut retired = retired_from(&table)?;
+                retired.retain(|i| *i != previous.issuer && *i != spec.issuer);
+                if retired.len() >= RETIRED_ISSUERS {
+                    retired.remove(0);
+                }
+                retired.push(previous.issuer);
+                let encoded = postcard::to_allocvec(&retired).map_err(|_| StoreError::Corrupt { what: "spec" })?;
+                table.insert("retired", encoded.as_slice()).map_err(db_err)?;
+            }
+            table.insert("current", bytes.as_slice()).map_err(db_err)?;
+            match signature {
+                Some(sig) => table.insert("signature", sig.as_slice()).map(drop).map_err(db_err)?,
+                None => table.remove("signature").map(drop).map_err(db_err)?,
+            }
+            drop(table);
             let mut meta = txn.open_table(MODULE_META).map_err(db_err)?;
             for sha in spec.instances.iter().map(|i| i.module).collect::<HashSet<_>>() {
                 let size = meta.get(&sha).map_err(db_err)?.map(|v| module_meta(v.value()).0);
@@ -201,6 +230,14 @@ impl Store {
             }
         }
         txn.commit().map_err(db_err)
+    }
+
+    /// Issuers whose specs this node once ran and then replaced by another issuer's, oldest first (at most
+    /// [`RETIRED_ISSUERS`]): a spec of one of them is a replay, whatever its generation.
+    pub fn retired_issuers(&self) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(SPEC).map_err(db_err)?;
+        retired_from(&table)
     }
 
     // ---- modules ---------------------------------------------------------------------------------------------
@@ -391,6 +428,37 @@ impl Store {
         txn.open_table(IDENTITY).map_err(db_err)?.insert("current", bytes.as_slice()).map_err(db_err)?;
         txn.commit().map_err(db_err)
     }
+
+    // ---- report counters -------------------------------------------------------------------------------------
+
+    /// Reserves this start's block of report counters ([`crate::tagger::reservation`]): above the persisted
+    /// `meta.report_counter_mark` and the clock floor for `now_secs`. The block's end is committed durably as the
+    /// new mark before the range is returned, so no counter of it is ever handed out again.
+    pub fn reserve_report_counters(&self, now_secs: u64) -> Result<std::ops::Range<u64>, StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let block = {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let mark = meta.get("report_counter_mark").map_err(db_err)?.map_or(0, |v| le_u64(v.value()));
+            let block = crate::tagger::reservation(mark, now_secs);
+            meta.insert("report_counter_mark", block.end.to_le_bytes().as_slice()).map_err(db_err)?;
+            block
+        };
+        txn.commit().map_err(db_err)?;
+        Ok(block)
+    }
+}
+
+/// A stored spec and the cluster's signature it arrived with, if any.
+pub type SignedSpec = (NodeSpec, Option<[u8; 64]>);
+
+/// Issuers remembered as retired (a controller store is replaced rarely; the oldest is forgotten first).
+pub const RETIRED_ISSUERS: usize = 16;
+
+fn retired_from(table: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Vec<u64>, StoreError> {
+    match table.get("retired").map_err(db_err)? {
+        Some(v) => postcard::from_bytes(v.value()).map_err(|_| StoreError::Corrupt { what: "retired issuers" }),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// A random store id, never 0.
@@ -486,7 +554,7 @@ mod tests {
             assert_eq!(s.next_seq().unwrap(), 1);
             id = s.store_id().unwrap();
             s.put_module(&[1; 32], b"abc", 1).unwrap();
-            s.put_spec(&spec(4, [1; 32]), 2).unwrap();
+            s.put_spec(&spec(4, [1; 32]), Some(&[3; 64]), 2).unwrap();
             s.append_events(&[event(1), event(2), event(3)], 100).unwrap();
             s.ack_events(1).unwrap();
             s.put_restarts("t-1", 2).unwrap();
@@ -494,6 +562,10 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.store_id().unwrap(), id);
         assert_eq!(s.spec().unwrap(), Some(spec(4, [1; 32])));
+        assert_eq!(s.signed_spec().unwrap(), Some((spec(4, [1; 32]), Some([3; 64]))));
+        // A spec without a signature (a local manifest's) does not keep the previous one's.
+        s.put_spec(&spec(5, [1; 32]), None, 3).unwrap();
+        assert_eq!(s.signed_spec().unwrap(), Some((spec(5, [1; 32]), None)));
         assert_eq!(s.module(&[1; 32]).unwrap().as_deref(), Some(&b"abc"[..]));
         assert!(!s.has_module(&[2; 32]).unwrap());
         assert_eq!(s.outbox().unwrap(), vec![event(2), event(3)]);
@@ -521,7 +593,7 @@ mod tests {
         s.put_module(&[1; 32], &[0; 100], 10).unwrap();
         s.put_module(&[2; 32], &[0; 100], 20).unwrap();
         s.put_module(&[3; 32], &[0; 100], 30).unwrap();
-        s.put_spec(&spec(1, [1; 32]), 40).unwrap(); // [1] is now the most recently referenced.
+        s.put_spec(&spec(1, [1; 32]), None, 40).unwrap(); // [1] is now the most recently referenced.
         let keep: HashSet<Sha256> = [[3; 32]].into();
         assert_eq!(s.evict_modules(&keep, 150).unwrap(), vec![[2; 32], [1; 32]]);
         assert!(s.has_module(&[3; 32]).unwrap());

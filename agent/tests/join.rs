@@ -1,6 +1,7 @@
 //! Joining a cluster with a token, against the real embedded broker. The test plays the controller: a local
-//! link answers join requests (signed with a cluster key it made), and a broker policy that knows the tokens
-//! and the registered nodes' password hashes refuses anonymous clients, so a node that runs at all logged in
+//! link answers join requests (signed with a cluster key it made, registering the password it derives from
+//! that key and the node's), and a broker policy that knows the tokens and the registered nodes' password
+//! hashes refuses anonymous clients, so a node that runs at all logged in
 //! either with its token or as itself.
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use edge_agent::AgentConfig;
 use edge_broker::{Broker, BrokerHandle, Config, Credentials, Identity, Policy, QoS, Refusal};
 use edge_proto::join::{self as proto, JoinRefusal, JoinReply};
 use edge_proto::{Channel, Message, NodeStatus, Topics};
-use edge_trust::{Context, JoinToken, KeyPair, StoredToken, TokenSecret};
+use edge_trust::{Context, JoinToken, KeyPair, MqttPassword, PublicKey, StoredToken, TokenSecret};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -126,7 +127,11 @@ fn controller(broker: &BrokerHandle, registry: Arc<Registry>, answer: Answer) ->
                 (_, false) => JoinReply::Refused(JoinRefusal::Unknown),
                 (Answer::Refuse(r), true) => JoinReply::Refused(r.clone()),
                 (Answer::Accept { signer, offered }, true) => {
-                    registry.nodes.lock().unwrap().insert(req.node.clone(), req.password_sha256);
+                    // The password the node will log in with: derived, as the real controller does.
+                    let node_key = PublicKey::from_bytes(&req.node_key).unwrap();
+                    let password = MqttPassword::for_controller(signer, &node_key, &req.node).unwrap();
+                    let hash: [u8; 32] = Sha256::digest(password.as_str()).into();
+                    registry.nodes.lock().unwrap().insert(req.node.clone(), hash);
                     let body = proto::accepted_body(&req.node, &req.node_key, &req.token_id);
                     let signed = edge_trust::sign(signer, Context::JOIN, body);
                     JoinReply::Accepted {
@@ -200,6 +205,9 @@ async fn a_node_joins_once_then_logs_in_as_itself() {
     assert_eq!(identity.cluster_key, cluster.public().to_bytes());
     let registered: [u8; 32] = Sha256::digest(identity.password.as_bytes()).into();
     assert_eq!(registry.nodes.lock().unwrap().get("pi-1"), Some(&registered));
+    let node_key = edge_agent::join::node_key(dir.path()).unwrap();
+    let derived = MqttPassword::for_node(&node_key, &cluster.public(), "pi-1").unwrap();
+    assert_eq!(identity.password, derived.as_str(), "the stored password is the derived one");
     assert!(dir.path().join("node.key").is_file());
     assert_eq!(registry.requests.load(Ordering::SeqCst), 1);
 

@@ -85,7 +85,7 @@ fn duration_and_prefix_flags_take_the_shared_syntax() {
     let help = agent().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--topic-prefix") && help.contains("[default: edge/v1]"), "{help}");
-    assert!(help.contains("[default: 2s]"), "the heartbeat default is edge_proto::timing::HEARTBEAT:\n{help}");
+    assert!(help.contains("[default: 1m]"), "the heartbeat default is edge_proto::timing::HEARTBEAT:\n{help}");
     assert!(!help.contains("--prefix "), "--prefix stays a hidden alias:\n{help}");
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.toml").display().to_string();

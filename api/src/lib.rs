@@ -111,6 +111,9 @@ pub struct WorkloadView {
     #[serde(default)]
     pub volumes: Vec<edge_proto::VolumeSpec>,
     pub revision: u64,
+    /// RFC 3339 of when the workload was first deployed (`None` from an older controller).
+    #[serde(default)]
+    pub created: Option<String>,
     pub instances: Vec<InstanceView>,
     pub rollout: RolloutView,
     /// Recent revisions, oldest first (`rollout history`).
@@ -209,6 +212,14 @@ pub struct NodeView {
     /// RFC 3339 of when the node joined with a token; `None` for a node that never joined (an open broker).
     #[serde(default)]
     pub joined: Option<String>,
+    /// Messages claiming to be from this node refused since the controller started: a joined node's report
+    /// without a valid tag under its key, or with a counter already seen (forged, replayed, or from another
+    /// node). Always 0 for a node that never joined (it tags nothing).
+    #[serde(default)]
+    pub rejected_reports: u64,
+    /// RFC 3339 of when the controller first heard from the node (`None` from an older controller).
+    #[serde(default)]
+    pub created: Option<String>,
 }
 
 /// `GET /v1/nodes/{name}`: what `edgectl describe node` shows.
@@ -310,6 +321,39 @@ pub struct LogLineView {
 pub struct LogsResponse {
     pub lines: Vec<LogLineView>,
     pub next: u64,
+}
+
+/// One lifecycle event, as `GET /v1/events` lists them (oldest first) and `edgectl events` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventView {
+    /// RFC 3339 with milliseconds, on the reporting agent's clock.
+    pub at: String,
+    /// `Normal` or `Warning` (kubectl's event types).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What it is about: `instance/ID`, or `node/NAME` for a node-level event (a refused spec).
+    pub object: String,
+    /// The node that reported it.
+    pub node: String,
+    /// The instance's workload, when it is known.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub workload: Option<String>,
+    /// A sentence: `Started`, `Exited with code 0`, `Back-off 2s before restarting`, `Rejected: …`.
+    pub message: String,
+    /// Its number on its node (with `node`, identifies it).
+    pub seq: u64,
+}
+
+/// `GET /v1/version`: what the controller runs and which agent protocol versions it speaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionView {
+    pub version: String,
+    /// The agent protocol it writes by default.
+    pub protocol: u16,
+    /// The oldest agent protocol it still reads and writes.
+    pub min_protocol: u16,
 }
 
 /// Every error body.

@@ -15,6 +15,7 @@
 //! - [`store`], [`model`]: the redb state store and the records in it.
 //! - [`validate`]: WebAssembly module validation at upload.
 //! - [`registry`], [`broker`]: who may use the embedded broker, and the broker itself.
+//! - [`mosquitto`]: the same policy as files for an external Mosquitto 2.x (`--mosquitto-dir`), kept current.
 //! - [`artifacts`]: modules precompiled per engine profile, built off the owner.
 //! - [`logbook`]: recent log lines per workload.
 //! - [`api`]: the HTTP/JSON API: admission, views, routes (its JSON types are the `edge-api` crate).
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod cluster;
 pub mod logbook;
 pub mod model;
+pub mod mosquitto;
 pub mod mqtt;
 pub mod owner;
 pub mod reconcile;

@@ -42,6 +42,13 @@ struct Args {
     /// agent started without one may still connect under a name no joined node holds, confined to its own topics.
     #[arg(long)]
     require_join: bool,
+    /// With --broker: keep an external Mosquitto 2.x's password file, ACL file and config snippet (edge.conf)
+    /// in this directory, equal to the embedded broker's policy, rewritten on every token, join and deletion.
+    #[arg(long, value_name = "DIR", requires = "broker")]
+    mosquitto_dir: Option<PathBuf>,
+    /// Mosquitto's pid file: it is sent SIGHUP (reload) after every rewrite of --mosquitto-dir.
+    #[arg(long, value_name = "FILE", requires = "mosquitto_dir")]
+    mosquitto_pid: Option<PathBuf>,
     /// MQTT topic prefix (the same on the agents).
     #[arg(long = "topic-prefix", alias = "prefix", value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
     topic_prefix: String,
@@ -88,6 +95,8 @@ async fn run() -> anyhow::Result<()> {
     config.min_ready = args.min_ready;
     config.allow_anonymous = args.mqtt_allow_anonymous;
     config.require_join = args.require_join;
+    config.mosquitto_dir = args.mosquitto_dir;
+    config.mosquitto_pid = args.mosquitto_pid;
     let running = edge_controller::start(config).await.context("cannot start the controller")?;
     println!(
         "edge-controller: API on http://{}, MQTT on {}:{}, cluster {}",
@@ -137,6 +146,24 @@ mod tests {
         let a = Args::try_parse_from(["edge-controller", "--reschedule-after", "2m"]).unwrap();
         assert_eq!(a.reschedule_after, std::time::Duration::from_secs(120));
         assert!(Args::try_parse_from(["edge-controller", "--node-timeout", "6x"]).is_err());
+    }
+
+    #[test]
+    fn mosquitto_files_need_an_external_broker() {
+        assert!(Args::try_parse_from(["edge-controller", "--mosquitto-dir", "/m"]).is_err());
+        assert!(Args::try_parse_from(["edge-controller", "--broker", "mqtt://h:1", "--mosquitto-pid", "/p"]).is_err());
+        let a = Args::try_parse_from([
+            "edge-controller",
+            "--broker",
+            "mqtt://h:1",
+            "--mosquitto-dir",
+            "/m",
+            "--mosquitto-pid",
+            "/p",
+        ])
+        .unwrap();
+        assert_eq!(a.mosquitto_dir.as_deref(), Some(std::path::Path::new("/m")));
+        assert_eq!(a.mosquitto_pid.as_deref(), Some(std::path::Path::new("/p")));
     }
 
     #[test]

@@ -189,6 +189,11 @@ pub struct NodeRecord {
     /// encodes its specs, acks and module replies in. Records from before protocol 4 read as 3.
     #[serde(default = "protocol_3")]
     pub protocol: u16,
+    /// The highest report counter accepted from the node (a member; 0: none), where its replay window resumes
+    /// after a controller restart. Written with the record, never alone for every report (see
+    /// `cluster/reports.rs`); records from before it read as 0.
+    #[serde(default)]
+    pub report_counter: u64,
 }
 
 fn protocol_3() -> u16 {
@@ -302,6 +307,11 @@ pub struct TokenRecord {
     pub labels: BTreeMap<String, String>,
     /// Nodes that joined with it, in order (bounded by `uses`).
     pub joined: Vec<String>,
+    /// The join login's password (the secret in hex) as an external Mosquitto's password file holds it
+    /// (`$7$…`, salted PBKDF2-SHA512; see `mosquitto.rs`): computable only while the secret is known, at
+    /// creation. Absent in tokens made before it was kept; those cannot log in to Mosquitto.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mosquitto_hash: Option<String>,
 }
 
 /// A node's registration: who it is, proven at join. Kept apart from [`NodeRecord`] (what it announced in

@@ -46,6 +46,11 @@ pub struct ControllerConfig {
     pub allow_anonymous: bool,
     /// Only nodes that joined with a token may connect to the embedded broker (see `registry.rs`).
     pub require_join: bool,
+    /// With an external broker: keep Mosquitto's password, ACL and config files in this directory
+    /// (`crate::mosquitto`), rewritten at start and after every token, join and node deletion.
+    pub mosquitto_dir: Option<PathBuf>,
+    /// Mosquitto's pid file: it gets SIGHUP (reload the files) after every rewrite.
+    pub mosquitto_pid: Option<PathBuf>,
 }
 
 impl ControllerConfig {
@@ -60,6 +65,8 @@ impl ControllerConfig {
             min_ready: edge_proto::timing::MIN_READY,
             allow_anonymous: false,
             require_join: false,
+            mosquitto_dir: None,
+            mosquitto_pid: None,
         }
     }
 }
@@ -78,6 +85,10 @@ pub enum ControllerError {
     Owner(String),
     #[error("cannot load or create the cluster key {path}")]
     Key { path: String, source: edge_trust::KeyFileError },
+    #[error("--mosquitto-dir needs an external broker (--broker mqtt://HOST:PORT)")]
+    MosquittoWithoutBroker,
+    #[error("cannot write Mosquitto's files")]
+    Mosquitto(#[from] crate::mosquitto::MosquittoError),
 }
 
 /// A running controller. Dropping it without [`Running::shutdown`] leaves its tasks running.
@@ -147,14 +158,25 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         publish_tx,
     )?;
     let fingerprint = key.fingerprint().to_string();
+    let keeper = match (&config.mosquitto_dir, &config.broker) {
+        (None, _) => None,
+        (Some(_), BrokerMode::Embedded(_)) => return Err(ControllerError::MosquittoWithoutBroker),
+        (Some(dir), BrokerMode::External { port, .. }) => {
+            Some(crate::mosquitto::Keeper::new(dir.clone(), config.mosquitto_pid.clone(), topics.clone(), *port, &key))
+        }
+    };
+    let controller_password = edge_trust::MqttPassword::of_controller(&key);
     cluster.set_trust(Trust {
-        key,
+        key: key.clone(),
         registry,
         broker: embedded.as_ref().map(|b| b.handle()),
-        // Without the embedded broker's policy nobody enforces identities on the wire yet (an external
-        // broker's ACLs are its operator's): nodes that never joined are still believed.
-        open: config.allow_anonymous || embedded.is_none() || !config.require_join,
+        // Without a policy on the wire (the embedded broker's, or Mosquitto's files kept by this controller)
+        // nobody enforces identities (an external broker's ACLs are its operator's): nodes that never joined
+        // are still believed.
+        open: config.allow_anonymous || (embedded.is_none() && keeper.is_none()) || !config.require_join,
+        mosquitto: keeper,
     });
+    let keeps_mosquitto = config.mosquitto_dir.is_some();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
@@ -165,6 +187,21 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     tasks.push(tokio::spawn(crate::artifacts::run_builder(jobs_rx, built_tx)));
     let (handle, owner) = crate::owner::spawn(cluster, built_rx, TICK, shutdown_rx.clone())
         .map_err(|e| ControllerError::Owner(e.to_string()))?;
+    if keeps_mosquitto {
+        // The owner's first job, before the MQTT link (which logs in with the files' credentials) and the API:
+        // write the files once, failing the start if they cannot be written; the cluster keeps them from then on.
+        let written = handle.call(|c| c.write_mosquitto()).await.map_err(|e| ControllerError::Owner(e.to_string()))?;
+        match written {
+            Ok(()) => {}
+            // Mosquitto may not run yet (it is often started after the files exist): it reads them at start.
+            Err(
+                e @ crate::mosquitto::MosquittoError::Pid { .. } | e @ crate::mosquitto::MosquittoError::Signal { .. },
+            ) => {
+                tracing::warn!(error = %e, "Mosquitto's files written, but it could not be told to reload");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 
     let (link_tx, link_rx) = watch::channel(Err("not connected to the MQTT broker yet".to_string()));
     let publisher = match &embedded {
@@ -178,8 +215,12 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         )),
         None => {
             let client_id = format!("edge-controller-{:032x}", rand::random::<u128>());
+            // Always with the derived login: a broker without a password file ignores it, Mosquitto with the
+            // files of `crate::mosquitto` expects it.
+            let options = crate::mqtt::options(&mqtt.0, mqtt.1, &client_id)
+                .credentials(crate::mosquitto::CONTROLLER_USER, controller_password.as_str());
             tokio::spawn(crate::mqtt::run_event_loop(
-                crate::mqtt::options(&mqtt.0, mqtt.1, &client_id),
+                options,
                 topics,
                 handle.clone(),
                 link_tx,

@@ -11,10 +11,10 @@ use edge_proto::quantity::parse_duration;
 #[derive(Parser)]
 #[command(name = "edgectl", version, about = "Deploy and watch WebAssembly workloads on a fleet of edge boards")]
 pub struct Cli {
-    /// The controller's API.
+    /// The controller's API: http://HOST:PORT, or HOST:PORT (http is assumed).
     #[arg(long, global = true, env = "EDGE_SERVER", default_value = "http://127.0.0.1:7700")]
     pub server: String,
-    /// Namespace of the workload.
+    /// The namespace to work in.
     #[arg(short = 'n', long, global = true, default_value = "default")]
     pub namespace: String,
     #[command(subcommand)]
@@ -36,13 +36,15 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Change one part of a workload (env, module, resources); the rest stays as it is.
     Set(SetArgs),
-    /// List nodes, workloads, namespaces or modules, or show one (`get workload NAME -o yaml`).
+    /// List instances (pods), workloads, nodes, namespaces or modules, or show one: `get pods`, `get no -l
+    /// zone=a`, `get workload NAME -o yaml` (a manifest `apply -f` reads back).
     Get(GetArgs),
     /// Follow, list or undo a workload's rollouts.
     Rollout(RolloutArgs),
     /// Create a namespace (or set the quota of an existing one).
     Create(CreateArgs),
-    /// Show one node in depth (capacity, conditions, instances, event delivery, last outage).
+    /// Show one node (capacity, conditions, instances, event delivery, last outage) or workload (template,
+    /// rollout, revisions, instances, recent events) in depth.
     Describe(DescribeArgs),
     /// Mark a node unschedulable: nothing new is placed on it (running instances stay).
     Cordon(NodeArgs),
@@ -52,8 +54,12 @@ pub enum Command {
     Drain(NodeArgs),
     /// Set (k=v) or remove (k-) labels on a node: `edgectl label node NAME zone=a board-`.
     Label(LabelArgs),
-    /// Print a workload's log lines.
+    /// Print the log lines of a workload (every instance's, each prefixed with its instance) or of one
+    /// instance: `logs tick --tail 5`, `logs tick-x7k2p -f`.
     Logs(LogsArgs),
+    /// List recent lifecycle events (LAST SEEN, TYPE, OBJECT, MESSAGE), oldest first: `events`, `events --for
+    /// workload/tick -w`.
+    Events(EventsArgs),
     /// Delete a workload (its instances are stopped): `delete NAME`, `delete workload NAME` or `delete -f FILE`;
     /// or a node: `delete node NAME [--force]`.
     ///
@@ -64,6 +70,40 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Create, list and delete join tokens, with which new nodes join the cluster (`edge-agent --join TOKEN`).
     Token(TokenArgs),
+    /// Print the client's version, the controller's, and the agent protocol versions it speaks.
+    Version(VersionArgs),
+    /// Print a shell completion script: `source <(edgectl completion bash)`.
+    Completion(CompletionArgs),
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// Only the events of one object: workload/NAME, node/NAME or instance/ID (pod/ID).
+    #[arg(long = "for", value_name = "KIND/NAME")]
+    pub about: Option<String>,
+    /// Events of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// After listing, keep printing new events as they arrive.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct VersionArgs {
+    /// Only the client's version (no request to the controller).
+    #[arg(long)]
+    pub client: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct CompletionArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[cfg(feature = "dev")]
@@ -81,6 +121,12 @@ pub struct DevArgs {
     /// Where the controller and agents keep their state (default: a temporary directory removed on exit).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// CPU capacity of each agent, e.g. 500m or 1 (default: the host's CPUs split between the agents).
+    #[arg(long, value_name = "CPU", value_parser = edge_proto::quantity::parse_cpu)]
+    pub agent_cpu: Option<u32>,
+    /// Memory capacity of each agent, e.g. 512Mi (default: the host's memory split between the agents).
+    #[arg(long, value_name = "MEMORY", value_parser = edge_proto::quantity::parse_memory)]
+    pub agent_memory: Option<u64>,
 }
 
 #[derive(Args)]
@@ -130,10 +176,10 @@ pub struct DeployArgs {
     pub on_node_loss: Option<NodeLoss>,
     /// Return once every replica of the new revision is ready (Running for the controller's min-ready time
     /// without restarting, or Succeeded under --restart never/on-failure); fail at once if one crash-loops, keeps
-    /// exiting or failed, and with the reason after --wait-timeout.
+    /// exiting or failed, and with the reason once --wait-timeout has passed.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits, e.g. 90s, 2m (a bare number is seconds).
+    /// How long --wait waits, e.g. 500ms, 90s, 2m (a bare number is seconds).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub wait_timeout: Duration,
 }
@@ -172,28 +218,57 @@ impl Restart {
 
 #[derive(Args)]
 pub struct GetArgs {
+    /// What to list (short names: po, wl, no, ns, mod, ev).
     #[arg(value_enum)]
     pub what: GetWhat,
     /// Show only this one (`get workload tick -o yaml` prints a manifest `apply -f` reads back).
     pub name: Option<String>,
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
-    /// Workloads of every namespace.
+    /// Output format: wide adds columns, name prints KIND/NAME lines.
+    #[arg(short = 'o', long, value_enum, default_value_t = GetOutput::Table)]
+    pub output: GetOutput,
+    /// Workloads and instances of every namespace.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+    /// Only nodes whose labels match: k=v, k!=v, k (set), !k (unset); comma-separated, all must hold.
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Add a LABELS column.
+    #[arg(long)]
+    pub show_labels: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GetWhat {
-    #[value(alias = "node", alias = "no")]
-    Nodes,
+    /// A workload's replicas: NAME READY STATUS RESTARTS AGE NODE.
+    #[value(alias = "instance", alias = "pods", alias = "pod", alias = "po")]
+    Instances,
+    /// NAME READY UP-TO-DATE AVAILABLE AGE (-o wide: node selector and module).
     #[value(alias = "workload", alias = "wl")]
     Workloads,
+    /// Capacity, allocation, AGE and VERSION (-o wide: arch, engine, board, generation, last seen, joined).
+    #[value(alias = "node", alias = "no")]
+    Nodes,
     #[value(alias = "namespace", alias = "ns")]
     Namespaces,
     /// Uploaded modules and their precompiled artifacts per engine target.
     #[value(alias = "module", alias = "mod")]
     Modules,
+    /// Recent lifecycle events, as `edgectl events` lists them.
+    #[value(alias = "event", alias = "ev")]
+    Events,
+}
+
+/// `get`'s output formats (kubectl's).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GetOutput {
+    Table,
+    /// The table with more columns.
+    Wide,
+    Json,
+    /// Workloads and namespaces as manifests (`apply -f` reads them back); anything else as YAML.
+    Yaml,
+    /// KIND/NAME, one a line (`edgectl get wl -o name | xargs -n1 edgectl delete`).
+    Name,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -290,10 +365,20 @@ pub enum DescribeWhat {
 
 #[derive(Args)]
 pub struct LogsArgs {
+    /// A workload (`tick`, `workload/tick`) or one of its instances (`tick-x7k2p`, `instance/tick-x7k2p`).
     pub name: String,
     /// Keep printing new lines as they arrive.
     #[arg(short = 'f', long)]
     pub follow: bool,
+    /// Only the last N lines kept (of all the workload's instances together), then follow if -f.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Only lines newer than this, e.g. 30s, 5m, 2h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Start each line with when it was written (RFC 3339).
+    #[arg(long)]
+    pub timestamps: bool,
 }
 
 #[derive(Args)]

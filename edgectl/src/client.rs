@@ -3,8 +3,8 @@
 
 use anyhow::{anyhow, Context, Result};
 use edge_api::{
-    DeployRequest, DryRunView, ErrorBody, LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView,
-    NodeDetail, NodeView, TokenCreated, TokenRequest, TokenView, WorkloadView,
+    DeployRequest, DryRunView, ErrorBody, EventView, LabelRequest, LogsResponse, ModuleView, NamespaceRequest,
+    NamespaceView, NodeDetail, NodeView, TokenCreated, TokenRequest, TokenView, VersionView, WorkloadView,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -30,8 +30,10 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 impl Client {
+    /// A client of the controller at `server`: `http://HOST:PORT`, or `HOST:PORT` (http is assumed, as
+    /// `edgectl dev` prints it).
     pub fn new(server: &str) -> Client {
-        Client { base: server.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+        Client { base: base_url(server), http: reqwest::Client::new() }
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -182,9 +184,48 @@ impl Client {
         Ok(())
     }
 
+    /// Recent lifecycle events, oldest first: of namespace `ns` (every namespace: `None`), or of one object
+    /// (`workload/NAME`, `node/NAME`, `instance/ID`).
+    pub async fn events(&self, ns: Option<&str>, about: Option<&str>) -> Result<Vec<EventView>> {
+        let mut rb = self.request(Method::GET, "/v1/events");
+        if let Some(ns) = ns {
+            rb = rb.query(&[("namespace", ns)]);
+        }
+        if let Some(about) = about {
+            rb = rb.query(&[("for", about)]);
+        }
+        self.json(rb).await
+    }
+
+    /// The controller's version; `None` from a controller too old to say.
+    pub async fn version(&self) -> Result<Option<VersionView>> {
+        self.optional("/v1/version").await
+    }
+
     pub async fn logs(&self, ns: &str, name: &str, since: u64) -> Result<LogsResponse> {
         let rb =
             self.request(Method::GET, &format!("/v1/namespaces/{ns}/workloads/{name}/logs")).query(&[("since", since)]);
         self.json(rb).await
+    }
+}
+
+/// `server` with a scheme (`http://` when it has none) and no trailing slash.
+fn base_url(server: &str) -> String {
+    let server = server.trim().trim_end_matches('/');
+    if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_server_without_a_scheme_is_http() {
+        assert_eq!(super::base_url("127.0.0.1:7700"), "http://127.0.0.1:7700");
+        assert_eq!(super::base_url("http://127.0.0.1:7700/"), "http://127.0.0.1:7700");
+        assert_eq!(super::base_url("https://ctl.local"), "https://ctl.local");
+        assert_eq!(super::base_url("ctl.local:7700/"), "http://ctl.local:7700");
     }
 }

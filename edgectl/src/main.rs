@@ -2,7 +2,7 @@
 //!
 //! Layout: `cli.rs` the flags (clap), `client.rs` the typed HTTP client (speaks `edge-api` only), `cmd/` one file
 //! per subcommand, `watch.rs` the pure decision of when a `--wait` or `rollout status` is over and `follow.rs` the
-//! polling around it, `table.rs` plain text tables, `age.rs`
+//! polling around it, `table.rs` plain text tables, `selector.rs` label selectors (`-l`), `age.rs`
 //! the spans they show (`3m12s`) and token lifetimes. Only `cmd/dev.rs` (feature `dev`, on by default) links the
 //! controller and the agent.
 
@@ -13,6 +13,7 @@ mod cmd;
 mod follow;
 mod manifest;
 mod module;
+mod selector;
 mod table;
 mod template;
 mod watch;
@@ -78,10 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Scale(args) => cmd::edit::scale(&client, ns, &args.name, args.replicas).await,
         Command::Set(args) => cmd::edit::set(&client, ns, args.what).await,
-        Command::Get(args) => {
-            let ns = if args.all_namespaces { None } else { Some(ns) };
-            cmd::get::run(&client, ns, args.what, args.name.as_deref(), args.output).await
-        }
+        Command::Get(args) => cmd::get::run(&client, ns, args).await,
         Command::Rollout(args) => cmd::rollout::run(&client, ns, args.command).await,
         Command::Create(args) => match args.what {
             cli::CreateWhat::Namespace => cmd::create::namespace(&client, &args).await,
@@ -94,7 +92,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uncordon(a) => cmd::node::run(&client, &a.node, cmd::node::Op::Uncordon).await,
         Command::Drain(a) => cmd::node::run(&client, &a.node, cmd::node::Op::Drain).await,
         Command::Label(a) => cmd::node::label(&client, &a.node, &a.labels).await,
-        Command::Logs(args) => cmd::logs::run(&client, ns, &args.name, args.follow).await,
+        Command::Logs(args) => cmd::logs::run(&client, ns, &args).await,
+        Command::Events(args) => cmd::events::run(&client, ns, &args).await,
+        Command::Version(args) => cmd::version::run(&client, &args).await,
+        Command::Completion(args) => {
+            // Into a buffer first: clap_complete panics on a write error (`| head` closing the pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut <Cli as clap::CommandFactory>::command(), "edgectl", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(())
+        }
         Command::Delete(args) => cmd::delete::run(&client, ns, args).await,
         Command::Token(args) => cmd::token::run(&client, args.command).await,
     }

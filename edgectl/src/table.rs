@@ -13,6 +13,20 @@ impl Table {
         self.rows.push(cells.into());
     }
 
+    /// A table whose columns are chosen at run time (`-o wide`, `--show-labels`).
+    pub fn with_header(header: Vec<String>) -> Table {
+        Table { rows: vec![header] }
+    }
+
+    pub fn push(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// Rows below the header.
+    pub fn is_empty(&self) -> bool {
+        self.rows.len() <= 1
+    }
+
     pub fn render(&self) -> String {
         let cols = self.rows[0].len();
         let widths: Vec<usize> = (0..cols)

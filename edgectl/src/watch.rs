@@ -263,6 +263,7 @@ mod tests {
             timeout_ms: None,
             volumes: Vec::new(),
             revision,
+            created: None,
             rollout: RolloutView {
                 state: "progressing".into(),
                 reason: None,

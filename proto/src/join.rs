@@ -1,16 +1,18 @@
 //! Joining a cluster with a join token, over MQTT (see `ARCHITECTURE.md`, "Trust").
 //!
 //! A new node holds a join token (`EJ1<fingerprint>::<id>.<secret>`, made by `edgectl token create`). It makes
-//! its own key pair and an MQTT password on the device, connects as `join.<id>` (password: the secret in hex),
-//! subscribes to [`reply_topic`] and publishes a [`JoinRequest`] on [`request_topic`]. The controller checks
-//! the token (known, not expired, uses left, node name allowed), registers the node with its public key and the
-//! hash of its password, and answers with a [`JoinReply`]: `Accepted`, signed by the cluster key, or `Refused`
-//! with the reason. The node checks that the cluster key matches the token's fingerprint and the signature
-//! verifies before it trusts anything; from then on it connects as itself (username and client id: its name).
+//! its own key pair on the device, connects as `join.<id>` (password: the secret in hex), subscribes to
+//! [`reply_topic`] and publishes a [`JoinRequest`] on [`request_topic`]. The controller checks the token
+//! (known, not expired, uses left, node name allowed), registers the node with its public key, and answers with
+//! a [`JoinReply`]: `Accepted`, signed by the cluster key, or `Refused` with the reason. The node checks that
+//! the cluster key matches the token's fingerprint and the signature verifies before it trusts anything; from
+//! then on it connects as itself (username and client id: its name).
 //!
-//! The request carries the token secret as well as the MQTT login: a broker that does not know tokens (an
-//! external Mosquitto) lets the controller check it all the same. Nothing in either message is secret beyond
-//! the token, which is single-use by default: the node's password travels only as its sha256.
+//! The node's MQTT password is not chosen and not sent: both ends derive it from the node's key and the
+//! cluster key (`edge_trust::MqttPassword`), so the controller can write it into an external broker's password
+//! file whenever it needs to. The request carries the token secret as well as the MQTT login: a broker that
+//! does not know tokens (an external Mosquitto with a stale password file) lets the controller check it all
+//! the same. Nothing in either message is secret beyond the token, which is single-use by default.
 
 use alloc::format;
 use alloc::string::String;
@@ -33,10 +35,9 @@ pub struct JoinRequest {
     pub token_secret: [u8; TOKEN_SECRET_LEN],
     /// The name the node asks for (its MQTT username and client id from now on).
     pub node: String,
-    /// The node's ed25519 public key, made on the device.
+    /// The node's ed25519 public key, made on the device. With the cluster key it fixes the node's MQTT
+    /// password (see the module doc).
     pub node_key: [u8; 32],
-    /// sha256 of the MQTT password the node chose (128 random bits or more, so no salt or slow hash).
-    pub password_sha256: [u8; 32],
 }
 
 /// The controller's answer on the reply topic.
@@ -69,6 +70,8 @@ pub enum JoinRefusal {
     NameTaken,
     /// The controller could not register the node (its store failed); try again.
     Unavailable,
+    /// The node key in the request is not a usable ed25519 public key (not a point, or of small order).
+    BadKey,
 }
 
 impl fmt::Display for JoinRefusal {
@@ -83,6 +86,7 @@ impl fmt::Display for JoinRefusal {
                 f.write_str("a node of this name already joined with another key (edgectl delete node NAME first)")
             }
             JoinRefusal::Unavailable => f.write_str("the controller cannot register nodes right now; try again"),
+            JoinRefusal::BadKey => f.write_str("the node key is not a usable ed25519 public key"),
         }
     }
 }
@@ -154,6 +158,20 @@ mod tests {
     }
 
     #[test]
+    fn a_join_request_encodes_as_pinned() {
+        // postcard: two fixed arrays, the name (length-prefixed), the key. No password of any kind.
+        let request = JoinRequest { token_id: [1; 8], token_secret: [2; 16], node: "pi-1".into(), node_key: [3; 32] };
+        let bytes = postcard::to_allocvec(&request).unwrap();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&[1; 8]);
+        expected.extend_from_slice(&[2; 16]);
+        expected.extend_from_slice(b"\x04pi-1");
+        expected.extend_from_slice(&[3; 32]);
+        assert_eq!(bytes, expected);
+        assert_eq!(postcard::from_bytes::<JoinRequest>(&bytes).unwrap(), request);
+    }
+
+    #[test]
     fn every_refusal_reads_as_one_line() {
         for r in [
             JoinRefusal::Used,
@@ -163,6 +181,7 @@ mod tests {
             JoinRefusal::InvalidName { reason: "contains '/'".into() },
             JoinRefusal::NameTaken,
             JoinRefusal::Unavailable,
+            JoinRefusal::BadKey,
         ] {
             let s = alloc::string::ToString::to_string(&r);
             assert!(!s.is_empty() && !s.contains('\n'), "{s}");

@@ -3,6 +3,7 @@
 //! - [`ports`]: ports for brokers (which cannot report a port-0 bind) without a bind-then-release race:
 //!   picked outside the ephemeral range, and retried when the bind fails.
 //! - [`mosquitto`]: a real Mosquitto child process, killed on drop.
+//! - [`policy`]: the broker policy as one suite, run against the embedded broker and against Mosquitto.
 //! - [`Fleet`]: a controller plus named agents, all in-process, each agent stoppable on its own.
 //! - [`Api`]: a small JSON client for the controller's HTTP API.
 //! - [`eventually`]: polls a condition until it holds or a deadline passes, then fails loudly.
@@ -18,6 +19,7 @@ pub mod hostile;
 pub mod measure;
 pub mod mosquitto;
 pub mod node;
+pub mod policy;
 pub mod ports;
 pub mod proc;
 pub mod proxy;
@@ -73,6 +75,9 @@ pub struct Fleet {
     pub controller: Option<Running>,
     pub api: Api,
     pub broker: BrokerMode,
+    /// Agents join with a token made for them (default): their specs are signed and verified, their reports
+    /// tagged. `false` for a test whose agents must follow a controller with another cluster key.
+    pub join_agents: bool,
     agents: Vec<(String, watch::Sender<bool>, JoinHandle<()>)>,
 }
 
@@ -98,7 +103,7 @@ impl Fleet {
         )
         .await;
         let api = Api::new(controller.api_addr);
-        Fleet { dir, controller: Some(controller), api, broker, agents: Vec::new() }
+        Fleet { dir, controller: Some(controller), api, broker, join_agents: true, agents: Vec::new() }
     }
 
     pub async fn with_broker(broker: BrokerMode) -> Fleet {
@@ -113,7 +118,7 @@ impl Fleet {
         tune(&mut cfg);
         let controller = edge_controller::start(cfg).await.expect("controller starts");
         let api = Api::new(controller.api_addr);
-        Fleet { dir, controller: Some(controller), api, broker, agents: Vec::new() }
+        Fleet { dir, controller: Some(controller), api, broker, join_agents: true, agents: Vec::new() }
     }
 
     /// The broker agents and restarted controllers use (an embedded broker outlives its controller).
@@ -134,13 +139,19 @@ impl Fleet {
         self.start_agent_with(name, host, port, |_| {});
     }
 
-    /// An agent whose configuration `tune` adjusts (capacity, labels, …).
+    /// An agent whose configuration `tune` adjusts (capacity, labels, …). Unless [`Fleet::join_agents`] is off
+    /// (or `tune` gave it a token), an agent without an identity joins with a token made for it.
     pub fn start_agent_with(&mut self, name: &str, host: &str, port: u16, tune: impl FnOnce(&mut AgentConfig)) {
         let mut cfg = edge_agent::AgentConfig::new(name, host, port, self.dir.path().join("agents").join(name));
         cfg.heartbeat = Duration::from_millis(500);
         tune(&mut cfg);
         let (tx, rx) = watch::channel(false);
+        let api = self.join_agents.then(|| self.api.clone());
         let task = tokio::spawn(async move {
+            let joined = edge_agent::identity::load(&cfg.data_dir).ok().flatten().is_some();
+            if let (Some(api), None, false) = (api, &cfg.join, joined) {
+                cfg.join = Some(api.join_token(&cfg.node).await);
+            }
             if let Err(e) = edge_agent::run(cfg, rx).await {
                 panic!("agent failed: {e}");
             }
@@ -216,13 +227,20 @@ pub async fn standalone_broker() -> (edge_broker::Broker, u16) {
 fn controller_config(dir: &Path, broker: BrokerMode) -> ControllerConfig {
     let mut cfg = ControllerConfig::new(dir.join("controller"), SocketAddr::from(([127, 0, 0, 1], 0)), broker);
     cfg.node_timeout = Duration::from_secs(3);
-    // These fleets' agents do not join (see `proc::SECURE` for tests that do).
-    cfg.allow_anonymous = true;
+    // Only clients with credentials: agents join (`Fleet::join_agents`); tests whose fake peers log in with none
+    // say so (`open`).
+    cfg.allow_anonymous = false;
     cfg
 }
 
 async fn start_controller(dir: &Path, broker: BrokerMode) -> Running {
     edge_controller::start(controller_config(dir, broker)).await.expect("controller starts")
+}
+
+/// Adjusts a controller for tests whose fake peers (`node::FakeNode`, `hostile::Stranger`, `wire`) connect
+/// without credentials, under any client id: its embedded broker admits anonymous clients.
+pub fn open(c: &mut ControllerConfig) {
+    c.allow_anonymous = true;
 }
 
 /// JSON over HTTP to a controller.
@@ -289,6 +307,14 @@ impl Api {
     }
 
     /// Uploads a module; returns its sha256.
+    /// A join token for node `name` (`POST /v1/tokens`).
+    pub async fn join_token(&self, name: &str) -> String {
+        let body = serde_json::json!({ "node": name });
+        let (status, v) = self.send(reqwest::Method::POST, "/v1/tokens", None, Some(body)).await;
+        assert_eq!(status, 201, "token for {name} refused: {v}");
+        v["token"].as_str().expect("a token").to_string()
+    }
+
     pub async fn upload(&self, bytes: Vec<u8>) -> String {
         let (status, v) = self.send(reqwest::Method::POST, "/v1/modules", Some(bytes.into()), None).await;
         assert!(status == 200 || status == 201, "upload refused: {status} {v}");

@@ -5,6 +5,9 @@
 //! `Error: Address already in use` and exits, while a broker that bound its port logs `… running` (after its
 //! listeners are open) and stays up. Both are read from its log, so a port some other process holds is never
 //! mistaken for ours.
+//!
+//! [`Mosquitto::start_edge`] runs it on the files a controller keeps (`--mosquitto-dir`: password file, ACL
+//! file, and `edge.conf` with the listener), and writes its pid where the controller looks for it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -62,11 +65,29 @@ impl Mosquitto {
 
     /// One attempt on `port`: returns once Mosquitto says it runs, or why it exited.
     pub fn try_start(port: u16, extra_conf: &str) -> Result<Mosquitto, StartFailure> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("mosquitto.conf");
         let text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n{extra_conf}\n"
         );
+        Mosquitto::run(port, &text)
+    }
+
+    /// On the files of a controller's `--mosquitto-dir` (`edge_dir/edge.conf` names the port, which must be
+    /// `port`), with its pid written to `pid_file` for the controller's reload signals.
+    pub fn start_edge(port: u16, edge_dir: &Path, pid_file: &Path) -> Result<Mosquitto, StartFailure> {
+        let conf = edge_dir.join("edge.conf");
+        let edge = std::fs::read_to_string(&conf).unwrap_or_default();
+        assert!(edge.contains(&format!("listener {port}\n")), "{} listens elsewhere: {edge}", conf.display());
+        // As root Mosquitto would switch to its own user, which cannot read the controller's 0600 files (in
+        // production the controller runs as Mosquitto's user, or hands it the files); `user root` keeps it.
+        let text = format!("user root\npersistence false\nlog_dest stderr\ninclude_dir {}\n", edge_dir.display());
+        let m = Mosquitto::run(port, &text)?;
+        std::fs::write(pid_file, format!("{}\n", m.child.id())).expect("write the pid file");
+        Ok(m)
+    }
+
+    fn run(port: u16, text: &str) -> Result<Mosquitto, StartFailure> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("mosquitto.conf");
         std::fs::write(&conf, text).expect("write mosquitto.conf");
         let log = dir.path().join("mosquitto.log");
         let out = std::fs::File::create(&log).expect("mosquitto log");

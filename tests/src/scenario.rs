@@ -157,7 +157,9 @@ impl ProcFleet {
     /// `broker`: `None` for the embedded broker, or the port of an external one.
     pub async fn start(agents: usize, broker: Option<u16>, controller_extra: &[&str]) -> ProcFleet {
         let dir = tempfile::tempdir().expect("tempdir");
-        let extra: Vec<&str> = controller_extra.to_vec();
+        // Identities on: the embedded broker admits only joined nodes' credentials, agents join with tokens.
+        let mut extra: Vec<&str> = controller_extra.to_vec();
+        extra.push(crate::proc::SECURE);
         let c = ControllerProc::start("controller", &dir.path().join("controller"), broker, &extra, dir.path());
         let mut fleet = ProcFleet {
             mqtt: c.mqtt,
@@ -165,11 +167,12 @@ impl ProcFleet {
             controller: Some(c.proc),
             dir,
             agents: Vec::new(),
-            controller_extra: controller_extra.iter().map(|s| s.to_string()).collect(),
+            controller_extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         fleet.wait_api().await;
         for i in 1..=agents {
-            fleet.agents.push(fleet.spawn_agent(&format!("n{i}")));
+            let agent = fleet.spawn_agent(&format!("n{i}")).await;
+            fleet.agents.push(agent);
         }
         fleet.wait_ready(agents).await;
         fleet
@@ -198,8 +201,16 @@ impl ProcFleet {
         .await;
     }
 
-    pub fn spawn_agent(&self, node: &str) -> Proc {
-        let args = agent_args(node, self.mqtt_port(), &self.dir.path().join(node), &[]);
+    /// Starts agent `node`; the first time, it joins with a token made for it (after that its identity is in
+    /// its store).
+    pub async fn spawn_agent(&self, node: &str) -> Proc {
+        let data = self.dir.path().join(node);
+        let mut extra = Vec::new();
+        if edge_agent::identity::load(&data).ok().flatten().is_none_or(|i| i.node != node) {
+            extra = vec!["--join".to_string(), self.api.join_token(node).await];
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let args = agent_args(node, self.mqtt_port(), &data, &extra);
         Proc::spawn(node, &binary("edge-agent"), &args, self.dir.path())
     }
 
@@ -424,7 +435,7 @@ pub async fn failover(trials: usize) -> Vec<Duration> {
         })
         .await;
         times.push(t0.elapsed());
-        fleet.agents[index] = fleet.spawn_agent(&victim);
+        fleet.agents[index] = fleet.spawn_agent(&victim).await;
         eventually(Duration::from_secs(60), "the killed node back, running nothing", || {
             let (api, v) = (api.clone(), victim.clone());
             async move {

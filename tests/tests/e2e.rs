@@ -133,7 +133,7 @@ async fn garbage_on_the_wire_changes_nothing() {
     use edge_proto::{Channel, Message, NodeSpec, Topics};
     use rumqttc::{AsyncClient, MqttOptions, QoS};
 
-    let mut fleet = Fleet::embedded().await;
+    let mut fleet = Fleet::embedded_with(edge_tests::open).await;
     fleet.start_agent("node-a");
     fleet.wait_ready_nodes(1).await;
     let sha = fleet.api.upload(example("ticker.wasm")).await;

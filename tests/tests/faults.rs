@@ -48,7 +48,7 @@ async fn controller_outage_with_an_agent_restart_restarts_nothing_else() {
     })
     .await;
     fleet.agents[1].kill9();
-    let n2 = fleet.spawn_agent("n2");
+    let n2 = fleet.spawn_agent("n2").await;
     n2.wait_for_output("event=Started", Duration::from_secs(20));
     fleet.agents[1] = n2;
     fleet.start_controller().await;

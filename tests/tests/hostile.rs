@@ -30,7 +30,7 @@ async fn node(api: &Api, name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn extreme_but_well_formed_input_leaves_the_controller_responsive_and_correct() {
-    let mut fleet = Fleet::embedded().await;
+    let mut fleet = Fleet::embedded_with(edge_tests::open).await;
     let (host, port) = fleet.broker_addr();
     let real_labels = |c: &mut edge_agent::AgentConfig| c.labels.push(("role".into(), "real".into()));
     fleet.start_agent_with("real", &host, port, real_labels);
@@ -148,17 +148,23 @@ async fn extreme_but_well_formed_input_leaves_the_controller_responsive_and_corr
     assert_eq!((&after[0]["id"], &after[0]["node"]), (&tick[0]["id"], &json!("real")));
     assert_eq!(after[0]["started_at"], tick[0]["started_at"], "the real instance was disturbed");
 
-    // A stranger's spec with generation u64::MAX on the real node's topic: the agent takes it (another
-    // issuer; telling a stranger from a new controller is the trust issue's) and stops the replica.
+    // A stranger's spec with generation u64::MAX on the real node's topic, retained (so the broker also hands it
+    // to the node at its next connection): the joined agent refuses it, unsigned, and says so; nothing stops.
     stranger.publish_as("real", Channel::Spec, &Message::Spec(forged_spec()), V4, true).await;
     let a = api.clone();
-    eventually(Duration::from_secs(20), "the real node running the forged spec", || {
+    eventually(Duration::from_secs(20), "the real node refusing the forged spec", || {
         let a = a.clone();
-        async move { (node(&a, "real").await["generation"].as_u64()? == u64::MAX).then_some(()) }
+        async move {
+            let d = a.get("/v1/nodes/real").await;
+            let recent = d["events"]["recent"].as_array()?.clone();
+            recent.iter().any(|l| l.as_str().is_some_and(|l| l.contains("not signed"))).then_some(())
+        }
     })
     .await;
-    // The agent restarts and says hello with generation u64::MAX. The controller adopts nothing: it sends its
-    // own spec, which the agent runs, and the replica is back on its node.
+    let still = api.wait_running("tick", 1).await;
+    assert_eq!(still[0]["started_at"], tick[0]["started_at"], "the forged spec disturbed the replica");
+    // The agent restarts: the forged retained spec comes first and is refused again; the controller's own spec
+    // (it publishes again on the hello) is what runs, and the replica is back on its node.
     fleet.stop_agent("real").await;
     fleet.start_agent_with("real", &host, port, real_labels);
     let a = api.clone();
@@ -192,7 +198,7 @@ async fn extreme_but_well_formed_input_leaves_the_controller_responsive_and_corr
 /// node's, and the claimer runs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_claiming_another_nodes_instance_changes_nothing() {
-    let mut fleet = Fleet::embedded().await;
+    let mut fleet = Fleet::embedded_with(edge_tests::open).await;
     let (host, port) = fleet.broker_addr();
     fleet.start_agent_with("real", &host, port, |c| c.labels.push(("role".into(), "real".into())));
     fleet.wait_ready_nodes(1).await;

@@ -36,7 +36,7 @@ async fn heartbeats_handled(api: &Api, n: u64) {
 /// vanished. Protocol 4 heartbeats carry the store id, so the controller starts the numbering again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reset_store_whose_hello_was_lost_has_its_events_applied() {
-    let fleet = Fleet::embedded().await;
+    let fleet = Fleet::embedded_with(edge_tests::open).await;
     let api = fleet.api.clone();
     let (host, port) = fleet.broker_addr();
     let mut node = FakeNode::connect(&host, port, "reset", V4).await;
@@ -77,7 +77,7 @@ async fn a_reset_store_whose_hello_was_lost_has_its_events_applied() {
 /// an artifact record per profile forever. Now only the requesting node's announced profile is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_module_request_for_a_profile_the_node_did_not_announce_is_refused_and_builds_nothing() {
-    let fleet = Fleet::embedded().await;
+    let fleet = Fleet::embedded_with(edge_tests::open).await;
     let api = fleet.api.clone();
     let (host, port) = fleet.broker_addr();
     let mut a = FakeNode::connect(&host, port, "a", V4).await;
@@ -135,7 +135,7 @@ async fn a_module_request_for_a_profile_the_node_did_not_announce_is_refused_and
 /// closed the controller's link for good: every node went NotReady and deploys were never delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_taking_the_controllers_client_id_does_not_cut_it_off() {
-    let mut fleet = Fleet::embedded().await;
+    let mut fleet = Fleet::embedded_with(edge_tests::open).await;
     fleet.start_agent("n1");
     fleet.wait_ready_nodes(1).await;
     let api = fleet.api.clone();

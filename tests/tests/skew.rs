@@ -19,7 +19,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_protocol_3_agent_is_served_end_to_end_beside_a_current_one() {
-    let mut fleet = Fleet::embedded().await;
+    let mut fleet = Fleet::embedded_with(edge_tests::open).await;
     let (host, port) = fleet.broker_addr();
     let mut old = FakeNode::connect(&host, port, "old", V3).await;
     old.say_hello().await;

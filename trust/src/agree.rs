@@ -1,10 +1,15 @@
-//! How a node and the controller come to share the node's [`ReportKey`] without sending it.
+//! How a node and the controller come to share the node's [`ReportKey`] and its [`MqttPassword`] without
+//! sending either.
 //!
 //! Both already hold what is needed after join: the node its own key pair and the cluster's public key
 //! (pinned by the token's fingerprint); the controller the cluster key pair and the node's public key (sent
 //! at join, bound to the token). Each side runs X25519 on the Montgomery forms of those ed25519 keys
 //! (static-static Diffie-Hellman: `node_scalar * cluster_point == cluster_scalar * node_point`), and derives
-//! the report key with HKDF-SHA256 over the shared point, both public keys and the node's name.
+//! the report key with HKDF-SHA256 over the shared point, both public keys and the node's name. The node's
+//! MQTT password comes out of the same shared point under another HKDF salt (`edge-trust/mqtt-password/v1`),
+//! so the controller can compute any member's plaintext password whenever it writes an external broker's
+//! password file, and a password seen on the wire (MQTT sends it in clear without TLS) says nothing about the
+//! report key. The controller's own MQTT password is HKDF of the cluster secret under a third label.
 //!
 //! Why this and not "the controller draws a random key and returns it in the join reply": the join exchange
 //! runs over the controller's plain-HTTP API today, so a key sent in it is readable by anyone on the path,
@@ -23,15 +28,25 @@
 //!   moves under TLS; both ends then just keep it.
 
 use crate::key::{ClusterKey, NodeKey, PublicKey};
-use crate::tag::{ReportKey, REPORT_KEY_LEN};
+use crate::tag::ReportKey;
+use alloc::string::String;
+use core::fmt;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-/// HKDF salt: names this derivation, so the shared point is never reused for anything else by accident.
+/// HKDF salt of the report key: names this derivation, so the shared point is never reused for anything else
+/// by accident.
 const SALT: &[u8] = b"edge-trust/report-key/v1";
+/// HKDF salt of a node's MQTT password: another label over the same shared point, so the password (which
+/// travels in clear in every MQTT CONNECT until the broker speaks TLS) tells nothing about the report key.
+const MQTT_PASSWORD_SALT: &[u8] = b"edge-trust/mqtt-password/v1";
+/// HKDF salt of the controller's own MQTT password, derived from the cluster secret alone.
+const CONTROLLER_PASSWORD_SALT: &[u8] = b"edge-trust/controller-mqtt-password/v1";
+/// Bytes of an MQTT password before hex: 128 bits, as many as a join token's secret.
+const MQTT_PASSWORD_BYTES: usize = 16;
 
 /// Why no report key could be agreed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +60,10 @@ pub enum AgreeError {
 impl ReportKey {
     /// The node's side: its own key, the cluster's public key, its own name.
     pub fn for_node(node_key: &NodeKey, cluster: &PublicKey, node_name: &str) -> Result<ReportKey, AgreeError> {
-        derive(node_key, cluster, &cluster.to_bytes(), &node_key.public().to_bytes(), node_name)
+        let mut okm = derive(SALT, node_key, cluster, &cluster.to_bytes(), &node_key.public().to_bytes(), node_name)?;
+        let key = ReportKey::from_bytes(&okm);
+        okm.zeroize();
+        Ok(key)
     }
 
     /// The controller's side: the cluster key, the node's public key (from its join), the node's name.
@@ -54,17 +72,92 @@ impl ReportKey {
         node: &PublicKey,
         node_name: &str,
     ) -> Result<ReportKey, AgreeError> {
-        derive(cluster_key, node, &cluster_key.public().to_bytes(), &node.to_bytes(), node_name)
+        let mut okm = derive(SALT, cluster_key, node, &cluster_key.public().to_bytes(), &node.to_bytes(), node_name)?;
+        let key = ReportKey::from_bytes(&okm);
+        okm.zeroize();
+        Ok(key)
     }
 }
 
+/// A node's MQTT password (32 lowercase hex digits), derived rather than chosen: both ends compute it from the
+/// keys they hold after join, like the [`ReportKey`] but under its own HKDF label. The controller can so
+/// write any member's password into an external broker's password file (Mosquitto wants a salted hash of
+/// the plaintext, not a hash the node sent) and nothing secret crosses the join. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MqttPassword(String);
+
+impl MqttPassword {
+    /// The node's side: its own key, the cluster's public key, its own name.
+    pub fn for_node(node_key: &NodeKey, cluster: &PublicKey, node_name: &str) -> Result<MqttPassword, AgreeError> {
+        let okm = derive(
+            MQTT_PASSWORD_SALT,
+            node_key,
+            cluster,
+            &cluster.to_bytes(),
+            &node_key.public().to_bytes(),
+            node_name,
+        )?;
+        Ok(MqttPassword::from_okm(okm))
+    }
+
+    /// The controller's side: the cluster key, the node's public key (from its join), the node's name.
+    pub fn for_controller(
+        cluster_key: &ClusterKey,
+        node: &PublicKey,
+        node_name: &str,
+    ) -> Result<MqttPassword, AgreeError> {
+        let okm = derive(
+            MQTT_PASSWORD_SALT,
+            cluster_key,
+            node,
+            &cluster_key.public().to_bytes(),
+            &node.to_bytes(),
+            node_name,
+        )?;
+        Ok(MqttPassword::from_okm(okm))
+    }
+
+    /// The controller's own password on an external broker: HKDF of the cluster secret under its own label,
+    /// so it needs no configuration and changes only with the cluster key.
+    pub fn of_controller(cluster_key: &ClusterKey) -> MqttPassword {
+        let okm = hkdf(CONTROLLER_PASSWORD_SALT, cluster_key.secret_bytes(), &[&cluster_key.public().to_bytes()]);
+        MqttPassword::from_okm(okm)
+    }
+
+    /// The password as sent in MQTT CONNECT.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The password, for storing it.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    fn from_okm(mut okm: [u8; 32]) -> MqttPassword {
+        let mut s = String::with_capacity(2 * MQTT_PASSWORD_BYTES);
+        // Writing into a String cannot fail.
+        let _ = crate::hex::write(&mut s, &okm[..MQTT_PASSWORD_BYTES]);
+        okm.zeroize();
+        MqttPassword(s)
+    }
+}
+
+impl fmt::Debug for MqttPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MqttPassword(<redacted>)")
+    }
+}
+
+/// X25519 of `own` and `peer`, then HKDF under `salt` over (cluster key, node key, name): 32 bytes.
 fn derive(
+    salt: &[u8],
     own: &crate::KeyPair,
     peer: &PublicKey,
     cluster: &[u8; 32],
     node: &[u8; 32],
     node_name: &str,
-) -> Result<ReportKey, AgreeError> {
+) -> Result<[u8; 32], AgreeError> {
     // `to_scalar_bytes` is the unclamped first half of SHA-512(secret); `mul_clamped` clamps it as X25519
     // does, giving the same scalar ed25519 signs with.
     let mut scalar = own.signing_key().to_scalar_bytes();
@@ -74,23 +167,23 @@ fn derive(
     if bool::from(shared.ct_eq(&[0u8; 32])) {
         return Err(AgreeError::NoSecret);
     }
-
-    // HKDF-SHA256 (RFC 5869) with one output block: PRK = HMAC(salt, IKM); OKM = HMAC(PRK, info | 0x01).
-    let mut extract = <Hmac<Sha256> as Mac>::new_from_slice(SALT).expect("HMAC accepts keys of any length");
-    extract.update(&shared);
+    let okm = hkdf(salt, &shared, &[cluster, node, &(node_name.len() as u64).to_be_bytes(), node_name.as_bytes()]);
     shared.zeroize();
+    Ok(okm)
+}
+
+/// HKDF-SHA256 (RFC 5869) with one output block: PRK = HMAC(salt, IKM); OKM = HMAC(PRK, info | 0x01).
+fn hkdf(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> [u8; 32] {
+    let mut extract = <Hmac<Sha256> as Mac>::new_from_slice(salt).expect("HMAC accepts keys of any length");
+    extract.update(ikm);
     let mut prk = extract.finalize().into_bytes();
     let mut expand = <Hmac<Sha256> as Mac>::new_from_slice(&prk).expect("HMAC accepts keys of any length");
     prk.zeroize();
-    expand.update(cluster);
-    expand.update(node);
-    expand.update(&(node_name.len() as u64).to_be_bytes());
-    expand.update(node_name.as_bytes());
+    for part in info {
+        expand.update(part);
+    }
     expand.update(&[1]);
-    let mut okm: [u8; REPORT_KEY_LEN] = expand.finalize().into_bytes().into();
-    let key = ReportKey::from_bytes(&okm);
-    okm.zeroize();
-    Ok(key)
+    expand.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
@@ -98,6 +191,7 @@ mod tests {
     use super::*;
     use crate::context::Context;
     use crate::KeyPair;
+    use alloc::string::String;
 
     #[test]
     fn both_sides_derive_the_same_key() {
@@ -122,6 +216,64 @@ mod tests {
         assert!(!check(ReportKey::for_controller(&cluster, &other.public(), "n1").unwrap()));
         assert!(!check(ReportKey::for_controller(&other, &node.public(), "n1").unwrap()));
         assert!(check(ReportKey::for_controller(&cluster, &node.public(), "n1").unwrap()));
+    }
+
+    #[test]
+    fn both_sides_derive_the_same_mqtt_password_bound_to_name_node_and_cluster() {
+        let cluster = KeyPair::from_secret_bytes(&[1; 32]);
+        let node = KeyPair::from_secret_bytes(&[2; 32]);
+        let on_node = MqttPassword::for_node(&node, &cluster.public(), "n1").unwrap();
+        assert_eq!(on_node, MqttPassword::for_controller(&cluster, &node.public(), "n1").unwrap());
+        let s = on_node.as_str();
+        assert_eq!(s.len(), 32);
+        assert!(s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{s}");
+        let other = KeyPair::from_secret_bytes(&[3; 32]);
+        for different in [
+            MqttPassword::for_controller(&cluster, &node.public(), "n2").unwrap(),
+            MqttPassword::for_controller(&cluster, &other.public(), "n1").unwrap(),
+            MqttPassword::for_controller(&other, &node.public(), "n1").unwrap(),
+            MqttPassword::of_controller(&cluster),
+        ] {
+            assert_ne!(on_node, different);
+        }
+        // Pinned, computed outside this code (Python's `cryptography`: X25519 on the Montgomery forms, HKDF):
+        // a node and a controller of different versions must keep agreeing.
+        assert_eq!(s, "7faadc9d9321a461c4e7ede434cefbcc");
+    }
+
+    #[test]
+    fn the_mqtt_password_is_not_report_key_material() {
+        // The same shared point under both labels: the password is neither the report key's first half nor a
+        // tag under it, so a password read off the wire forges no report.
+        let cluster = KeyPair::from_secret_bytes(&[1; 32]);
+        let node = KeyPair::from_secret_bytes(&[2; 32]);
+        let password = MqttPassword::for_node(&node, &cluster.public(), "n1").unwrap();
+        let report =
+            derive(SALT, &node, &cluster.public(), &cluster.public().to_bytes(), &node.public().to_bytes(), "n1")
+                .unwrap();
+        let mut report_hex = String::new();
+        crate::hex::write(&mut report_hex, &report).unwrap();
+        assert!(!report_hex.contains(password.as_str()));
+        let from_password = ReportKey::from_bytes(&{
+            let mut k = [0u8; 32];
+            k[..32].copy_from_slice(&password.as_str().as_bytes()[..32]);
+            k
+        });
+        let tag = ReportKey::for_node(&node, &cluster.public(), "n1").unwrap().tag(Context::HEARTBEAT, "n1", 1, b"");
+        assert!(from_password.verify(Context::HEARTBEAT, "n1", 1, b"", &tag).is_err());
+        assert!(!alloc::format!("{password:?}").contains(password.as_str()));
+    }
+
+    #[test]
+    fn the_controller_password_is_fixed_per_cluster_key() {
+        let cluster = KeyPair::from_secret_bytes(&[1; 32]);
+        assert_eq!(MqttPassword::of_controller(&cluster), MqttPassword::of_controller(&cluster.clone()));
+        assert_ne!(
+            MqttPassword::of_controller(&cluster),
+            MqttPassword::of_controller(&KeyPair::from_secret_bytes(&[4; 32]))
+        );
+        // Pinned likewise: HKDF-SHA256(salt = label, IKM = the cluster secret, info = its public key).
+        assert_eq!(MqttPassword::of_controller(&cluster).as_str(), "0e65b2dfde38a408daeab1a3f09aff94");
     }
 
     #[test]

@@ -25,6 +25,21 @@ impl Context {
     /// The controller's acceptance of a join (node name, node key, token id), signed by the cluster key.
     pub const JOIN: Context = Context::new(b"edge/join/v1");
 
+    /// The context a report on `channel` is tagged under (the agent tags, the controller checks, with this
+    /// one mapping); `None` for channels that carry no tag: `status` (the Last Will is fixed at connect) and
+    /// the controller's downlink channels.
+    pub const fn of_report(channel: edge_proto::Channel) -> Option<Context> {
+        use edge_proto::Channel;
+        match channel {
+            Channel::Hello => Some(Context::HELLO),
+            Channel::Heartbeat => Some(Context::HEARTBEAT),
+            Channel::Events => Some(Context::EVENTS),
+            Channel::Logs => Some(Context::LOGS),
+            Channel::ModuleRequest => Some(Context::MODULE_REQUEST),
+            Channel::Status | Channel::Spec | Channel::ModuleChunk | Channel::Ack => None,
+        }
+    }
+
     /// A label of 1 to 255 bytes.
     ///
     /// # Panics

@@ -14,7 +14,7 @@
 //!   (context, body), size-bounded before any hashing.
 //! - [`tag`]: authentic reports: an HMAC-SHA256 [`Tag`] (16 bytes) under a per-node [`ReportKey`], and the
 //!   ed25519 alternative [`sign_report`] / [`verify_report`]; both cover (context, node, counter, payload).
-//! - [`agree`]: derives a node's [`ReportKey`] on both sides from the keys they already hold (X25519 on the
+//! - [`agree`]: derives a node's [`ReportKey`] and [`MqttPassword`] on both sides from the keys they already hold (X25519 on the
 //!   ed25519 keys), so no secret crosses the (today unencrypted) join exchange.
 //! - [`replay`]: [`ReplayWindow`], the pure check that a report counter was not seen before.
 //! - `frame` and `hex`: the byte layouts that signatures cover, and printable encodings.
@@ -40,7 +40,7 @@ pub mod signed;
 pub mod tag;
 pub mod token;
 
-pub use agree::AgreeError;
+pub use agree::{AgreeError, MqttPassword};
 pub use context::Context;
 pub use key::{ClusterKey, Fingerprint, KeyError, KeyPair, NodeKey, PublicKey};
 #[cfg(all(feature = "std", unix))]

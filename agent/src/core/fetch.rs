@@ -15,7 +15,8 @@ impl Core {
         if self.fetches.contains_key(&sha) {
             return;
         }
-        // Today the artifact's hash is the one its first chunk announces; a signed spec will pass it here.
+        // The hash every chunk announces is checked against the cluster's signed statement first (a joined
+        // node, see `on_module_reply`), so the download needs none of its own.
         let download = Download::new(sha, self.runtime.profile(), None, MAX_MODULE, Instant::now());
         self.fetches.insert(sha, download);
         self.request_chunk(sha);
@@ -32,7 +33,7 @@ impl Core {
         self.publish(Channel::ModuleRequest, Qos::AtLeastOnce, Message::ModuleRequest(req));
     }
 
-    pub(super) fn on_module_reply(&mut self, reply: ModuleReply) {
+    pub(super) fn on_module_reply(&mut self, reply: ModuleReply, auth: Option<&[u8]>) {
         let now = Instant::now();
         match reply {
             ModuleReply::NotFound { module } => {
@@ -48,6 +49,10 @@ impl Core {
                 }
             }
             ModuleReply::Chunk(chunk) => {
+                if let Err(r) = self.verifier.chunk(&chunk, auth) {
+                    // Not a failure of the download: the honest chunk may still come.
+                    return self.reject(r);
+                }
                 let sha = chunk.module;
                 let Some(d) = self.fetches.get_mut(&sha) else { return };
                 match d.on_chunk(chunk, now) {

@@ -5,11 +5,14 @@
 //! - [`admission`]: a `DeployRequest` becomes a validated `WorkloadSpec` (pure).
 //! - [`views`]: the cluster's state as those shapes.
 //! - [`routes`]: the axum router and its handlers; [`tokens`]: those for join tokens and node deletion.
+//! - [`events`]: recent lifecycle events, structured; [`version`]: what the controller runs.
 //! - [`error`]: how failures become HTTP statuses.
 
 pub mod admission;
 pub mod error;
+pub mod events;
 pub mod routes;
 pub mod tokens;
+pub mod version;
 pub mod views;
 pub use edge_api as types;

@@ -5,6 +5,8 @@
 //! |-------------------------------------------------|-----------------------------------------------|
 //! | `GET /healthz`                                  | 200 `ok`, or 503 naming what is down (broker link) |
 //! | `GET /v1/stats`                                 | `StatsView`: counts of nodes, messages handled |
+//! | `GET /v1/version`                               | `VersionView`: controller version, protocols  |
+//! | `GET /v1/events[?namespace=NS][&for=KIND/NAME]` | `[EventView]`: see `events.rs`                |
 //! | `POST /v1/modules` (body: wasm bytes)           | validate and store a module → `ModuleView`    |
 //! | `GET /v1/modules`, `GET /v1/modules/{sha256}`   | list / one                                    |
 //! | `GET /v1/nodes`                                 | `[NodeView]`                                  |
@@ -60,6 +62,8 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/stats", get(stats))
+        .route("/v1/version", get(super::version::version))
+        .route("/v1/events", get(super::events::list_events))
         .route("/v1/modules", post(upload_module).get(list_modules))
         .route("/v1/modules/{sha}", get(get_module))
         .route("/v1/nodes", get(list_nodes))

@@ -160,6 +160,7 @@ impl Cluster {
             timeout_ms: (w.spec.timeout_ms > 0).then_some(w.spec.timeout_ms),
             volumes: w.spec.volumes.clone(),
             revision: w.revision,
+            created: Some(rfc3339_ms(w.created_ms)).filter(|_| w.created_ms > 0),
             rollout: self.rollout_view(w, &instances),
             instances,
             revisions: w
@@ -274,6 +275,8 @@ impl Cluster {
             disconnected: !ready,
             instances: live.map_or(0, |l| l.instances.len()),
             joined: self.joined_ms(name).map(rfc3339_ms),
+            rejected_reports: self.reports.rejected(name),
+            created: Some(rfc3339_ms(n.first_seen_ms)).filter(|_| n.first_seen_ms > 0),
         })
     }
 

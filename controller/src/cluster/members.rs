@@ -1,8 +1,13 @@
 //! Cluster membership: join tokens, nodes joining with them, and nodes deleted (revoked).
 //!
-//! A token's secret is never stored, only its sha256 ([`TokenRecord`]); a member's MQTT password likewise
-//! ([`MemberRecord`]). Every change is committed before the [`Registry`](crate::registry::Registry) the broker
-//! reads is told, so the broker never admits someone the store does not know.
+//! A token's secret is never stored, only its sha256 ([`TokenRecord`]) and the salted hash an external
+//! Mosquitto's password file wants; a member's MQTT password is derived from its key and the cluster key
+//! ([`MqttPassword`]), and only its sha256 is stored ([`MemberRecord`]). Every change is committed before the
+//! [`Registry`](crate::registry::Registry) the broker reads is told, so the broker never admits someone the
+//! store does not know.
+//!
+//! With `--mosquitto-dir`, every change here also rewrites the external Mosquitto's files
+//! ([`crate::mosquitto`]) before the call returns (before a join's reply goes out).
 //!
 //! A join is idempotent for the same node and key with the same token (a reply lost on the way is asked for
 //! again and answered again, without spending another use).
@@ -10,7 +15,7 @@
 use edge_api::{TokenCreated, TokenRequest, TokenView};
 use edge_proto::join::{self, JoinRefusal, JoinReply, JoinRequest};
 use edge_proto::{Channel, Message};
-use edge_trust::{Context, JoinToken};
+use edge_trust::{Context, JoinToken, MqttPassword, PublicKey};
 
 use super::{Cluster, ClusterError, Publish};
 use crate::clock::{now_ms, rfc3339_ms};
@@ -62,11 +67,13 @@ impl Cluster {
             node: req.node,
             labels: req.labels,
             joined: Vec::new(),
+            mosquitto_hash: Some(crate::mosquitto::hash_password(&hex::encode(token.secret().as_bytes()))),
         };
         self.store.commit(&[Change::PutToken(&record)])?;
         self.registry.set_token(&record.id, secret_sha256);
         let view = token_view(&record, now);
         self.tokens.insert(record.id.clone(), record);
+        self.sync_mosquitto();
         Ok(TokenCreated {
             token: token.to_string(),
             view,
@@ -87,6 +94,7 @@ impl Cluster {
         self.store.commit(&[Change::DeleteToken(id.to_string())])?;
         self.registry.remove_token(id);
         self.tokens.remove(id);
+        self.sync_mosquitto();
         Ok(())
     }
 
@@ -129,8 +137,11 @@ impl Cluster {
             return Err(JoinRefusal::Unknown);
         }
         edge_proto::validate_name(&r.node).map_err(|e| JoinRefusal::InvalidName { reason: e.to_string() })?;
+        let node_key = PublicKey::from_bytes(&r.node_key).map_err(|_| JoinRefusal::BadKey)?;
+        let derived =
+            MqttPassword::for_controller(&self.cluster_key, &node_key, &r.node).map_err(|_| JoinRefusal::BadKey)?;
         let key = hex::encode(r.node_key);
-        let password = hex::encode(r.password_sha256);
+        let password = hex::encode(sha256(derived.as_str().as_bytes()));
         if let Some(m) = self.members.get(&r.node) {
             if m.public_key != key {
                 return Err(JoinRefusal::NameTaken);
@@ -186,6 +197,24 @@ impl Cluster {
             broker.reinstate(&member.name);
         }
         self.members.insert(member.name.clone(), member);
+        self.sync_mosquitto();
+    }
+
+    /// Rewrites the external Mosquitto's password and ACL files from the tokens and members (and has it
+    /// reload), where this controller keeps them; nothing otherwise. Called after every change of either.
+    /// A failure is logged: the cluster's change stands, and the next change or restart writes the files again.
+    pub(crate) fn sync_mosquitto(&mut self) {
+        if let Err(e) = self.write_mosquitto() {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "cannot update Mosquitto's files");
+        }
+    }
+
+    /// Writes the Mosquitto files now (at start, where a failure to write them fails the start).
+    pub fn write_mosquitto(&mut self) -> Result<(), crate::mosquitto::MosquittoError> {
+        match &mut self.mosquitto {
+            Some(keeper) => keeper.sync(&self.cluster_key, &self.tokens, &self.members),
+            None => Ok(()),
+        }
     }
 
     /// Whether messages from `node` are accepted: a member, or — without identities enforced — any node not
@@ -218,7 +247,10 @@ impl Cluster {
         self.store.commit(&[Change::DeleteNode(name.to_string()), Change::DeleteMember(name.to_string())])?;
         self.nodes.remove(name);
         self.members.remove(name);
+        // Mosquitto disconnects it on the reload that follows (its user is gone from the password file).
+        self.sync_mosquitto();
         self.live.remove(name);
+        self.reports.forget(name);
         self.last_specs.remove(name);
         self.unsaved_nodes.remove(name);
         // Its retained spec goes too: nobody should find instances addressed to a node that is gone.

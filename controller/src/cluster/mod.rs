@@ -9,6 +9,7 @@
 //!   drain, label, delete a node; namespaces; modules).
 //! - [`members`]: join tokens, nodes joining with them, deleting (revoking) a node.
 //! - [`uplink`]: what agents say (hello, heartbeat, events, logs, status).
+//! - [`reports`]: members' report tags checked before anything they say is believed (keys, replay windows).
 //! - [`delivery`]: module and artifact chunks served to agents, finished builds.
 //! - [`liveness`], [`ledger`]: pure rules for node readiness and for event sequence numbers.
 //! - [`error`]: [`ClusterError`], the cluster's failures in its own terms.
@@ -24,13 +25,17 @@
 
 mod delivery;
 pub mod error;
+pub(crate) mod event;
 pub mod ledger;
 pub mod liveness;
 mod members;
 mod nodes;
 mod pass;
+mod reports;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reports;
 mod uplink;
 mod workloads;
 
@@ -210,6 +215,10 @@ pub struct Cluster {
     /// Join tokens by id, and registered nodes by name (see `members.rs`).
     pub(crate) tokens: BTreeMap<String, TokenRecord>,
     pub(crate) members: BTreeMap<String, MemberRecord>,
+    /// Members' report keys, replay windows and refused-report counts (see `reports.rs`).
+    pub(crate) reports: reports::Reports,
+    /// The external Mosquitto's password and ACL files, where this controller keeps them.
+    mosquitto: Option<crate::mosquitto::Keeper>,
     /// The cluster signing key (`{data}/cluster.key`).
     cluster_key: Arc<edge_trust::ClusterKey>,
     /// What the embedded broker's policy reads; kept current here.
@@ -229,6 +238,8 @@ pub struct Trust {
     pub broker: Option<edge_broker::BrokerHandle>,
     /// Believe nodes that never joined (see [`Cluster::accepts_from`]).
     pub open: bool,
+    /// Keep an external Mosquitto's files (`--mosquitto-dir`) in step with tokens and members.
+    pub mosquitto: Option<crate::mosquitto::Keeper>,
 }
 
 /// Recent events kept per node for `describe node`, and per workload for `describe workload`.
@@ -288,6 +299,8 @@ impl Cluster {
             pending: 0,
             tokens,
             members,
+            reports: reports::Reports::default(),
+            mosquitto: None,
             // Replaced by `set_trust`; a throwaway key until then (tests that never join need none).
             cluster_key: Arc::new(edge_trust::ClusterKey::from_secret_bytes(&rand::random())),
             registry: Arc::new(Registry::default()),
@@ -317,6 +330,7 @@ impl Cluster {
         self.registry = trust.registry;
         self.broker = trust.broker;
         self.open = trust.open;
+        self.mosquitto = trust.mosquitto;
     }
 
     /// Where precompilation jobs go (the controller's builder task); without one, artifacts are never built.
@@ -343,13 +357,31 @@ impl Cluster {
             .unwrap_or(edge_proto::PROTOCOL_VERSION)
     }
 
-    /// Queues `message` for `node` on `channel`, encoded in the protocol the node speaks.
+    /// Queues `message` for `node` on `channel`, encoded in the protocol the node speaks, signed where a
+    /// joined node requires it ([`Cluster::signature_for`]).
     fn send(&self, node: &str, channel: edge_proto::Channel, message: &Message, retain: bool) {
+        let auth = self.signature_for(node, message);
         let _ = self.publish.send(Publish {
             topic: self.topics.node(node, channel),
-            payload: edge_proto::encode_for(self.protocol_of(node), message),
+            payload: edge_proto::encode_for_with_auth(self.protocol_of(node), message, auth.as_ref().map(|s| &s[..])),
             retain,
         });
+    }
+
+    /// The cluster key's signature on what a node must not take on the broker's word (see `edge_proto::auth`):
+    /// its spec, bound to its name, and the statement tying an artifact to its module and engine profile.
+    /// Every node gets them (about 20 µs each); nodes that never joined have no key to check them with.
+    fn signature_for(&self, node: &str, message: &Message) -> Option<[u8; edge_proto::auth::SIGNATURE_LEN]> {
+        use edge_proto::auth::{artifact_document, spec_document};
+        let (context, document) = match message {
+            Message::Spec(spec) => (edge_trust::Context::SPEC, spec_document(node, spec)),
+            Message::ModuleReply(edge_proto::ModuleReply::Chunk(c)) => {
+                let profile = c.artifact.as_ref()?;
+                (edge_trust::Context::ARTIFACT, artifact_document(&c.module, profile, &c.sha256, c.total))
+            }
+            _ => return None,
+        };
+        Some(*edge_trust::sign(&self.cluster_key, context, document).signature())
     }
 
     /// The workload an instance belongs (or recently belonged) to.

@@ -31,7 +31,7 @@ fn harness() -> Harness {
     Harness { cluster, out, _dir: dir }
 }
 
-fn hello(store_id: u64, applied_generation: u64) -> Hello {
+pub(super) fn hello(store_id: u64, applied_generation: u64) -> Hello {
     Hello {
         agent_version: "test".into(),
         board: String::new(),

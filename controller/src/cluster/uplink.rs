@@ -1,5 +1,6 @@
-//! What agents say: hello, heartbeat, events, logs and status, each from a node's own topics. Garbage is
-//! counted and dropped; no message fails the controller, and none runs a reconcile pass itself (it marks the
+//! What agents say: hello, heartbeat, events, logs and status, each from a node's own topics. A member's
+//! report is believed only with a valid tag under its key (`reports.rs`), checked right after decoding. Garbage
+//! is counted and dropped; no message fails the controller, and none runs a reconcile pass itself (it marks the
 //! cluster dirty; the owner runs one pass per batch, see [`Cluster::flush`]).
 //!
 //! Every wire value is bounded before use: instance lists are capped, sequence numbers go through the pure
@@ -12,7 +13,7 @@ use edge_proto::{Channel, EventKind, EventsAck, Heartbeat, Hello, InstanceState,
 
 use super::ledger::Outcome;
 use super::{Cluster, Publish, RECENT_EVENTS, WORKLOAD_EVENTS};
-use crate::clock::{now_ms, rfc3339_ms};
+use crate::clock::now_ms;
 use crate::model::NodeRecord;
 
 /// Most instance statuses kept from one heartbeat (a node runs far fewer; the rest is ignored).
@@ -51,6 +52,10 @@ impl Cluster {
                 return;
             }
         };
+        // Before anything it says is believed: a member's report must carry its tag (see `reports.rs`).
+        if !self.authentic(node, channel, &envelope.message, envelope.auth.as_deref()) {
+            return;
+        }
         match (channel, envelope.message) {
             (Channel::Status, Message::Status(s)) => self.on_status(node, s.online),
             (Channel::Hello, Message::Hello(h)) => self.on_hello(node, h, envelope.version),
@@ -65,9 +70,16 @@ impl Cluster {
         }
     }
 
+    /// The retained status (`online` at connect, the Last Will's `offline`). It cannot carry a report tag (the
+    /// Last Will is fixed when the node connects), so an `offline` about a member is checked: the node is asked
+    /// for its (tagged) hello, and a live node answers at once: a forged `offline` on an open broker costs it a
+    /// moment of NotReady, never a reschedule. A node that really went away answers nothing.
     fn on_status(&mut self, node: &str, online: bool) {
         let was_ready = self.is_ready(node);
         self.live_mut(node).liveness.status(online, Instant::now());
+        if !online && self.members.contains_key(node) {
+            self.ask_for_hello(node);
+        }
         if was_ready != self.is_ready(node) && self.nodes.contains_key(node) {
             self.dirty = true;
         }
@@ -103,6 +115,7 @@ impl Cluster {
             // A node that joined with a labelled token starts with the token's labels.
             user_labels: self.members.get(node).map(|m| m.labels.clone()).unwrap_or_default(),
             protocol,
+            report_counter: self.reports.highest(node),
         });
         if record.store_id != h.store_id {
             tracing::info!(node, "the node's agent store is new: its event numbering starts again");
@@ -223,13 +236,14 @@ impl Cluster {
                 Outcome::Duplicate | Outcome::Deferred => continue,
             }
             self.counters.events += 1;
-            let line = format!("{} #{} {} {:?}", rfc3339_ms(e.at_ms), e.seq, e.instance, e.kind);
+            // As people read it (`Exited with code 0`), in the one-line form the events API reads back.
+            let line = super::event::Record::of(node, &e).line();
             if let Some(key) = self.workload_of(&e.instance).cloned() {
                 let ring = self.workload_events.entry(key).or_default();
                 if ring.len() >= WORKLOAD_EVENTS {
                     ring.pop_front();
                 }
-                ring.push_back(format!("{line} on {node}"));
+                ring.push_back(line.clone());
             }
             let known = self.placed_on(&e.instance, node);
             let live = self.live_mut(node);

@@ -158,6 +158,11 @@ fn render(d: &NodeDetail) -> String {
         )),
         None => out.push_str("Last outage:  none reported\n"),
     }
+    // Only a joined node tags its reports; for one that never joined this stays 0.
+    out.push_str(&format!(
+        "Rejected reports: {} (bad, missing or replayed tag, since the controller started)\n",
+        n.rejected_reports
+    ));
     if !e.recent.is_empty() {
         out.push_str("Recent events:\n");
         for r in &e.recent {

@@ -10,6 +10,9 @@ use edge_api::TokenRequest;
 use edge_controller::{BrokerMode, ControllerConfig};
 use tokio::sync::watch;
 
+use edge_proto::quantity::{format_cpu, format_memory};
+use edge_proto::Resources;
+
 use crate::cli::DevArgs;
 use crate::client::Client;
 
@@ -30,6 +33,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     // The API listens once `start` returns, so the agents' join tokens come through it, as an operator's would.
     let client = Client::new(&format!("http://{}", controller.api_addr));
     let (stop_agents, stop_rx) = watch::channel(false);
+    let share = share(args.agents, args.agent_cpu, args.agent_memory);
     let mut agents = Vec::new();
     for i in 1..=args.agents {
         let name = format!("dev-{i}");
@@ -40,6 +44,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
             data.join("agents").join(&name),
         );
         cfg.join = Some(join_token(&client, &name).await?);
+        cfg.cpu_millis = Some(share.cpu_millis);
+        cfg.memory_bytes = Some(share.memory_bytes);
         let rx = stop_rx.clone();
         agents.push(tokio::spawn(async move {
             if let Err(e) = edge_agent::run(cfg, rx).await {
@@ -47,7 +53,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
             }
         }));
     }
-    println!("edge dev cluster running: {} agent(s), state in {}", args.agents, data.display());
+    println!(
+        "edge dev cluster running: {} agent(s) of cpu {}, memory {} each, state in {}",
+        args.agents,
+        format_cpu(share.cpu_millis),
+        format_memory(share.memory_bytes),
+        data.display()
+    );
     println!("API:  http://{}", controller.api_addr);
     println!("MQTT: {}:{}", controller.mqtt.0, controller.mqtt.1);
     println!(
@@ -63,6 +75,23 @@ pub async fn run(args: DevArgs) -> Result<()> {
     }
     controller.shutdown().await;
     Ok(())
+}
+
+/// What each local agent announces: the flags, else the host's CPUs and memory split evenly between the
+/// agents (they share one machine: each announcing all of it would promise the scheduler N times the host).
+fn share(agents: u32, cpu: Option<u32>, memory: Option<u64>) -> Resources {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    split(agents, cpus * 1000, edge_agent::config::system_memory(), cpu, memory)
+}
+
+/// [`share`] of a host with `host_cpu` millicores and `host_memory` bytes (pure, for tests). Never below 100m
+/// and 64Mi: an agent with nothing to hand out is of no use.
+fn split(agents: u32, host_cpu: u32, host_memory: u64, cpu: Option<u32>, memory: Option<u64>) -> Resources {
+    let n = agents.max(1);
+    Resources {
+        cpu_millis: cpu.unwrap_or((host_cpu / n).max(100)),
+        memory_bytes: memory.unwrap_or((host_memory / u64::from(n)).max(64 << 20)),
+    }
 }
 
 /// A token for one agent: one use, bound to its name, living long enough for a slow first start. An agent that
@@ -85,5 +114,23 @@ async fn wait_for_signal() -> Result<()> {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C"),
         _ = term.recv() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn agents_split_the_host_unless_told() {
+        let r = split(2, 2000, 4 << 30, None, None);
+        assert_eq!((r.cpu_millis, r.memory_bytes), (1000, 2 << 30));
+        let r = split(3, 2000, 3 << 30, None, None);
+        assert_eq!((r.cpu_millis, r.memory_bytes), (666, 1 << 30));
+        let r = split(2, 2000, 4 << 30, Some(500), Some(256 << 20));
+        assert_eq!((r.cpu_millis, r.memory_bytes), (500, 256 << 20));
+        let r = split(100, 1000, 1 << 30, None, None);
+        assert_eq!((r.cpu_millis, r.memory_bytes), (100, 64 << 20), "never nothing");
+        assert_eq!(split(0, 2000, 1 << 30, None, None).cpu_millis, 2000);
     }
 }

@@ -1,18 +1,59 @@
-//! `edgectl get nodes|workloads|namespaces|modules [NAME] [-o table|json|yaml]`. With `-o yaml` workloads and
-//! namespaces print as manifests (`apply -f` reads them back as `unchanged`).
+//! `edgectl get instances|workloads|nodes|namespaces|modules|events [NAME] [-o table|wide|json|yaml|name] [-l SEL]
+//! [--show-labels] [-A]`, in kubectl's shapes: `get pods` is `NAME READY STATUS RESTARTS AGE NODE`, `get
+//! workloads` is `NAME READY UP-TO-DATE AVAILABLE AGE`, an empty list says `No resources found in NS
+//! namespace.` (on stderr, exit 0). With `-o yaml` workloads and namespaces print as manifests (`apply -f` reads
+//! them back as `unchanged`).
+//!
+//! Instances come from the workload views (each carries its replicas), so `get pods` costs one request. The
+//! tables are pure functions of the views and of "now", so they render deterministically under test.
 
 use anyhow::{anyhow, Result};
-use edge_api::{ModuleView, NamespaceView, NodeView, WorkloadView};
-
-use crate::cli::{GetWhat, Output};
-use crate::client::Client;
-use crate::manifest::render;
-use crate::table::Table;
+use edge_api::{InstanceView, ModuleView, NamespaceView, NodeView, WorkloadView};
 use edge_proto::quantity::{format_cpu, format_memory};
+use serde::Serialize;
 use time::OffsetDateTime;
 
-pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, name: Option<&str>, output: Output) -> Result<()> {
-    match what {
+use crate::age;
+use crate::cli::{GetArgs, GetOutput, GetWhat};
+use crate::client::Client;
+use crate::manifest::render;
+use crate::selector::{self, Selector};
+use crate::table::Table;
+
+/// How a list is shown, beyond its rows.
+#[derive(Clone, Copy)]
+struct Shape {
+    wide: bool,
+    show_labels: bool,
+    /// Every namespace: a NAMESPACE column first.
+    all: bool,
+}
+
+pub async fn run(client: &Client, ns: &str, args: GetArgs) -> Result<()> {
+    let scope = if args.all_namespaces { None } else { Some(ns) };
+    let selector = args.selector.as_deref().map(Selector::parse).transpose()?;
+    if selector.is_some() && !matches!(args.what, GetWhat::Nodes) {
+        return Err(anyhow!(
+            "-l selects nodes only: workloads and instances carry no labels yet (a workload's nodeSelector is in \
+             `get workloads -o wide`)"
+        ));
+    }
+    let shape = Shape { wide: args.output == GetOutput::Wide, show_labels: args.show_labels, all: scope.is_none() };
+    let name = args.name.as_deref();
+    let now = OffsetDateTime::now_utc();
+    let out = args.output;
+    match args.what {
+        GetWhat::Events => {
+            let output = match out {
+                GetOutput::Json => crate::cli::Output::Json,
+                GetOutput::Yaml => crate::cli::Output::Yaml,
+                GetOutput::Table | GetOutput::Wide => crate::cli::Output::Table,
+                GetOutput::Name => return Err(anyhow!("-o name lists objects; events are not (try -o json)")),
+            };
+            let about = name.map(str::to_string);
+            let events = crate::cli::EventsArgs { about, all_namespaces: args.all_namespaces, watch: false, output };
+            return super::events::run(client, ns, &events).await;
+        }
         GetWhat::Nodes => {
             let mut nodes = client.nodes().await?;
             if let Some(name) = name {
@@ -21,10 +62,14 @@ pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, name: Option<
                     return Err(anyhow!("node {name} not found"));
                 }
             }
-            match output {
-                Output::Json => println!("{}", json_of(&nodes, name.is_some())?),
-                Output::Yaml => print!("{}", render::json(&value_of(&nodes, name.is_some())?)),
-                Output::Table => print!("{}", nodes_table(&nodes, OffsetDateTime::now_utc())),
+            if let Some(sel) = &selector {
+                nodes.retain(|n| sel.matches(&n.labels));
+            }
+            match out {
+                GetOutput::Json => println!("{}", json_of(&nodes, name.is_some())?),
+                GetOutput::Yaml => print!("{}", render::json(&value_of(&nodes, name.is_some())?)),
+                GetOutput::Name => names("node", nodes.iter().map(|n| &n.name)),
+                GetOutput::Table | GetOutput::Wide => table(nodes_table(&nodes, now, shape), None),
             }
         }
         GetWhat::Namespaces => {
@@ -35,10 +80,11 @@ pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, name: Option<
                     return Err(anyhow!("namespace {name} not found"));
                 }
             }
-            match output {
-                Output::Json => println!("{}", json_of(&namespaces, name.is_some())?),
-                Output::Yaml => print!("{}", namespaces.iter().map(render::namespace).collect::<String>()),
-                Output::Table => print!("{}", namespaces_table(&namespaces)),
+            match out {
+                GetOutput::Json => println!("{}", json_of(&namespaces, name.is_some())?),
+                GetOutput::Yaml => print!("{}", namespaces.iter().map(render::namespace).collect::<String>()),
+                GetOutput::Name => names("namespace", namespaces.iter().map(|n| &n.name)),
+                GetOutput::Table | GetOutput::Wide => table(namespaces_table(&namespaces), None),
             }
         }
         GetWhat::Modules => {
@@ -46,25 +92,81 @@ pub async fn run(client: &Client, ns: Option<&str>, what: GetWhat, name: Option<
                 Some(sha) => vec![client.module(sha).await?.ok_or_else(|| anyhow!("module {sha} not found"))?],
                 None => client.modules().await?,
             };
-            match output {
-                Output::Json => println!("{}", json_of(&modules, name.is_some())?),
-                Output::Yaml => print!("{}", render::json(&value_of(&modules, name.is_some())?)),
-                Output::Table => print!("{}", modules_table(&modules)),
+            match out {
+                GetOutput::Json => println!("{}", json_of(&modules, name.is_some())?),
+                GetOutput::Yaml => print!("{}", render::json(&value_of(&modules, name.is_some())?)),
+                GetOutput::Name => names("module", modules.iter().map(|m| &m.sha256)),
+                GetOutput::Table | GetOutput::Wide => table(modules_table(&modules), None),
             }
         }
         GetWhat::Workloads => {
             let workloads = match name {
-                Some(name) => vec![client.workload(ns.unwrap_or("default"), name).await?],
-                None => client.workloads(ns).await?,
+                Some(name) => vec![client.workload(ns, name.strip_prefix("workload/").unwrap_or(name)).await?],
+                None => client.workloads(scope).await?,
             };
-            match output {
-                Output::Json => println!("{}", json_of(&workloads, name.is_some())?),
-                Output::Yaml => print!("{}", workloads.iter().map(render::workload).collect::<String>()),
-                Output::Table => print!("{}", workloads_table(&workloads)),
+            match out {
+                GetOutput::Json => println!("{}", json_of(&workloads, name.is_some())?),
+                GetOutput::Yaml => print!("{}", workloads.iter().map(render::workload).collect::<String>()),
+                GetOutput::Name => names("workload", workloads.iter().map(|w| &w.name)),
+                GetOutput::Table | GetOutput::Wide => table(workloads_table(&workloads, now, shape), Some(scope)),
+            }
+        }
+        GetWhat::Instances => {
+            let workloads = client.workloads(scope).await?;
+            let mut rows: Vec<InstanceRow> = workloads
+                .iter()
+                .flat_map(|w| {
+                    w.instances.iter().map(move |i| InstanceRow { namespace: &w.namespace, workload: &w.name, i })
+                })
+                .collect();
+            if let Some(name) = name {
+                let id = name.strip_prefix("instance/").or_else(|| name.strip_prefix("pod/")).unwrap_or(name);
+                rows.retain(|r| r.i.id == id);
+                if rows.is_empty() {
+                    return Err(anyhow!("instance {id} not found in namespace {ns} (`edgectl get pods` lists them)"));
+                }
+            }
+            match out {
+                GetOutput::Json => println!("{}", json_of(&rows, name.is_some())?),
+                GetOutput::Yaml => print!("{}", render::json(&value_of(&rows, name.is_some())?)),
+                GetOutput::Name => names("instance", rows.iter().map(|r| &r.i.id)),
+                GetOutput::Table | GetOutput::Wide => table(instances_table(&rows, now, shape), Some(scope)),
             }
         }
     }
     Ok(())
+}
+
+/// An instance with the workload it is a replica of (`-o json` shows both, then the instance's fields).
+#[derive(Serialize)]
+struct InstanceRow<'a> {
+    namespace: &'a str,
+    workload: &'a str,
+    #[serde(flatten)]
+    i: &'a InstanceView,
+}
+
+/// Prints a table, or kubectl's sentence for an empty list (on stderr, so a pipe sees nothing): `scope` is
+/// `Some(namespace)` for namespaced kinds (`Some(None)`: every namespace), `None` for cluster-scoped ones.
+fn table(t: Table, scope: Option<Option<&str>>) {
+    if t.is_empty() {
+        eprintln!("{}", none_found(scope));
+    } else {
+        print!("{}", t.render());
+    }
+}
+
+fn none_found(scope: Option<Option<&str>>) -> String {
+    match scope {
+        Some(Some(ns)) => format!("No resources found in {ns} namespace."),
+        _ => "No resources found".to_string(),
+    }
+}
+
+fn names<'a>(kind: &str, names: impl Iterator<Item = &'a String>) {
+    for n in names {
+        println!("{kind}/{n}");
+    }
 }
 
 /// A list, or its one item when one was asked for by name.
@@ -79,42 +181,65 @@ fn json_of<T: serde::Serialize>(items: &[T], one: bool) -> Result<String> {
     Ok(serde_json::to_string_pretty(&value_of(items, one)?)?)
 }
 
-/// `now` is an argument so that the JOINED ages render deterministically under test.
-fn nodes_table(nodes: &[NodeView], now: OffsetDateTime) -> String {
-    let mut t = Table::new([
-        "NAME",
-        "STATUS",
-        "CPU (USED/ALLOCATABLE)",
-        "MEMORY (USED/ALLOCATABLE)",
-        "ARCH",
-        "ENGINE",
-        "INSTANCES",
-        "GENERATION",
-        "LAST SEEN",
-        "JOINED",
-    ]);
+fn ago(instant: Option<&str>, now: OffsetDateTime) -> String {
+    instant.map_or_else(|| "-".into(), |t| age::since(t, now))
+}
+
+fn header(shape: Shape, namespaced: bool, columns: &[&str], wide: &[&str]) -> Vec<String> {
+    let mut h: Vec<String> = Vec::new();
+    if namespaced && shape.all {
+        h.push("NAMESPACE".into());
+    }
+    h.extend(columns.iter().map(|c| c.to_string()));
+    if shape.wide {
+        h.extend(wide.iter().map(|c| c.to_string()));
+    }
+    if shape.show_labels {
+        h.push("LABELS".into());
+    }
+    h
+}
+
+fn nodes_table(nodes: &[NodeView], now: OffsetDateTime, shape: Shape) -> Table {
+    let mut t = Table::with_header(header(
+        shape,
+        false,
+        &["NAME", "STATUS", "CPU (USED/ALLOCATABLE)", "MEMORY (USED/ALLOCATABLE)", "INSTANCES", "AGE", "VERSION"],
+        &["ARCH", "ENGINE", "BOARD", "GENERATION", "LAST SEEN", "JOINED"],
+    ));
     for n in nodes {
-        t.row([
+        let mut row = vec![
             n.name.clone(),
             if n.cordoned { format!("{},SchedulingDisabled", n.status) } else { n.status.clone() },
             format!("{}/{}", format_cpu(n.allocated.cpu_millis), format_cpu(n.allocatable.cpu_millis)),
             format!("{}/{}", format_memory(n.allocated.memory_bytes), format_memory(n.allocatable.memory_bytes)),
-            n.arch.clone(),
-            n.engine.clone(),
             n.instances.to_string(),
-            if n.generation == n.spec_generation {
-                n.generation.to_string()
-            } else {
-                format!("{} (want {})", n.generation, n.spec_generation)
-            },
-            n.last_seen.clone().unwrap_or_else(|| "never".into()),
-            n.joined.as_deref().map_or_else(|| "-".into(), |j| crate::age::since(j, now)),
-        ]);
+            ago(n.created.as_deref().or(n.joined.as_deref()), now),
+            n.agent_version.clone(),
+        ];
+        if shape.wide {
+            row.extend([
+                n.arch.clone(),
+                n.engine.clone(),
+                n.board.clone(),
+                if n.generation == n.spec_generation {
+                    n.generation.to_string()
+                } else {
+                    format!("{} (want {})", n.generation, n.spec_generation)
+                },
+                n.last_seen.as_deref().map_or_else(|| "never".into(), |s| format!("{} ago", age::since(s, now))),
+                ago(n.joined.as_deref(), now),
+            ]);
+        }
+        if shape.show_labels {
+            row.push(selector::show(&n.labels));
+        }
+        t.push(row);
     }
-    t.render()
+    t
 }
 
-fn modules_table(modules: &[ModuleView]) -> String {
+fn modules_table(modules: &[ModuleView]) -> Table {
     let mut t = Table::new(["SHA256", "SIZE", "ARTIFACTS"]);
     for m in modules {
         let artifacts: Vec<String> = m
@@ -131,10 +256,10 @@ fn modules_table(modules: &[ModuleView]) -> String {
             if artifacts.is_empty() { "-".to_string() } else { artifacts.join(", ") },
         ]);
     }
-    t.render()
+    t
 }
 
-fn namespaces_table(namespaces: &[NamespaceView]) -> String {
+fn namespaces_table(namespaces: &[NamespaceView]) -> Table {
     let mut t = Table::new(["NAME", "WORKLOADS", "CPU (USED/QUOTA)", "MEMORY (USED/QUOTA)", "INSTANCES (USED/QUOTA)"]);
     let cpu = |v: u64| format_cpu(v.min(u32::MAX as u64) as u32);
     for n in namespaces {
@@ -147,38 +272,75 @@ fn namespaces_table(namespaces: &[NamespaceView]) -> String {
             format!("{}/{}", n.used.instances, q.instances.map_or("-".into(), |i| i.to_string())),
         ]);
     }
-    t.render()
+    t
 }
 
-fn workloads_table(workloads: &[WorkloadView]) -> String {
-    let mut t = Table::new(["NAMESPACE", "WORKLOAD", "INSTANCE", "NODE", "STATE", "RESTARTS", "STARTED", "REASON"]);
+/// kubectl's deployment columns: READY is ready replicas (of any revision) over the replicas asked for,
+/// UP-TO-DATE the replicas of the current revision, AVAILABLE the ready ones.
+fn workloads_table(workloads: &[WorkloadView], now: OffsetDateTime, shape: Shape) -> Table {
+    let mut t = Table::with_header(header(
+        shape,
+        true,
+        &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        &["SELECTOR", "MODULE"],
+    ));
     for w in workloads {
-        if w.instances.is_empty() {
-            t.row([
-                w.namespace.clone(),
-                w.name.clone(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "".into(),
-            ]);
+        let ready = w.instances.iter().filter(|i| i.ready).count();
+        let mut row = Vec::new();
+        if shape.all {
+            row.push(w.namespace.clone());
         }
-        for i in &w.instances {
-            t.row([
-                w.namespace.clone(),
-                w.name.clone(),
-                i.id.clone(),
-                i.node.clone().unwrap_or_else(|| "-".into()),
-                i.state.clone(),
-                i.restarts.to_string(),
-                i.started_at.clone().unwrap_or_else(|| "-".into()),
-                i.reason.clone().unwrap_or_default(),
-            ]);
+        let created = w.created.as_deref().or(w.revisions.first().map(|r| r.created.as_str()));
+        row.extend([
+            w.name.clone(),
+            format!("{ready}/{}", w.replicas),
+            w.rollout.updated.to_string(),
+            ready.to_string(),
+            ago(created, now),
+        ]);
+        if shape.wide {
+            row.push(if w.selector.is_empty() { "<none>".into() } else { selector::show(&w.selector) });
+            row.push(w.module[..12.min(w.module.len())].to_string());
         }
+        if shape.show_labels {
+            row.push("<none>".into());
+        }
+        t.push(row);
     }
-    t.render()
+    t
+}
+
+/// kubectl's pod columns; AGE is since the agent last started the instance (`-` before its first start).
+fn instances_table(rows: &[InstanceRow], now: OffsetDateTime, shape: Shape) -> Table {
+    let mut t = Table::with_header(header(
+        shape,
+        true,
+        &["NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE"],
+        &["WORKLOAD", "REVISION", "REASON"],
+    ));
+    for r in rows {
+        let i = r.i;
+        let mut row = Vec::new();
+        if shape.all {
+            row.push(r.namespace.to_string());
+        }
+        row.extend([
+            i.id.clone(),
+            if i.ready { "1/1" } else { "0/1" }.to_string(),
+            i.state.clone(),
+            i.restarts.to_string(),
+            ago(i.started_at.as_deref(), now),
+            i.node.clone().unwrap_or_else(|| "<none>".into()),
+        ]);
+        if shape.wide {
+            row.extend([r.workload.to_string(), i.revision.to_string(), i.reason.clone().unwrap_or_default()]);
+        }
+        if shape.show_labels {
+            row.push("<none>".into());
+        }
+        t.push(row);
+    }
+    t
 }
 
 #[cfg(test)]
@@ -187,35 +349,122 @@ mod tests {
 
     use super::*;
 
+    const PLAIN: Shape = Shape { wide: false, show_labels: false, all: false };
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::parse("2025-06-01T12:03:12Z", &Rfc3339).unwrap()
+    }
+
     fn node(name: &str, joined: Option<&str>) -> NodeView {
         let r = serde_json::json!({"cpu_millis": 1000, "memory_bytes": 268_435_456u64});
         serde_json::from_value(serde_json::json!({
-            "name": name, "status": "Ready", "capacity": r, "allocatable": r, "allocated": r, "labels": {},
-            "cordoned": false, "board": "host", "arch": "x86_64", "engine": "x86_64-cranelift",
+            "name": name, "status": "Ready", "capacity": r, "allocatable": r, "allocated": r,
+            "labels": {"zone": "a"}, "cordoned": false, "board": "generic", "arch": "x86_64", "engine": "x86_64",
             "agent_version": "0.1.0", "last_seen": "2025-06-01T12:03:10Z", "generation": 3, "spec_generation": 3,
-            "disconnected": false, "instances": 2, "joined": joined,
+            "disconnected": false, "instances": 2, "joined": joined, "created": "2025-06-01T12:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    fn workload() -> WorkloadView {
+        let instance = |id: &str, node: Option<&str>, state: &str, ready: bool, started: Option<&str>| {
+            serde_json::json!({"id": id, "node": node, "state": state, "restarts": if ready { 0 } else { 4 },
+                "started_at": started, "exit_code": null, "reason": if ready { None } else { Some("exited with code 1") },
+                "ready": ready, "revision": 2})
+        };
+        serde_json::from_value(serde_json::json!({
+            "name": "tick", "namespace": "default", "replicas": 3, "module": "0123456789abcdef0123",
+            "cpu_millis": 100, "memory_bytes": 33_554_432u64, "restart": "always", "on_node_loss": "reschedule",
+            "selector": {"role": "edge"}, "env": [], "args": [], "revision": 2, "created": "2025-05-30T08:00:00Z",
+            "instances": [
+                instance("tick-x7k2p", Some("dev-1"), "Running", true, Some("2025-06-01T12:02:27Z")),
+                instance("tick-b9qzd", Some("dev-2"), "CrashLoopBackOff", false, Some("2025-06-01T12:03:00Z")),
+                instance("tick-m4r8t", None, "Pending", false, None),
+            ],
+            "rollout": {"state": "progressing", "reason": null, "updated": 3, "ready": 1, "old": 0},
+            "revisions": [],
         }))
         .unwrap()
     }
 
     #[test]
-    fn nodes_table_shows_joined_age() {
-        let now = OffsetDateTime::parse("2025-06-01T12:03:12Z", &Rfc3339).unwrap();
+    fn nodes_table_has_age_and_version() {
+        let nodes = [node("dev-1", Some("2025-06-01T12:00:00Z"))];
+        assert_eq!(
+            nodes_table(&nodes, now(), PLAIN).render(),
+            "NAME    STATUS   CPU (USED/ALLOCATABLE)   MEMORY (USED/ALLOCATABLE)   INSTANCES   AGE     VERSION\n\
+             dev-1   Ready    1/1                      256Mi/256Mi                 2           3m12s   0.1.0\n"
+        );
+    }
+
+    #[test]
+    fn nodes_wide_with_labels() {
         let nodes = [node("dev-1", Some("2025-06-01T12:00:00Z")), node("old", None)];
-        let table = nodes_table(&nodes, now);
+        let shape = Shape { wide: true, show_labels: true, all: false };
+        let table = nodes_table(&nodes, now(), shape).render();
         let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].ends_with("LAST SEEN              JOINED"), "{}", lines[0]);
-        assert!(lines[0].starts_with("NAME    STATUS   CPU (USED/ALLOCATABLE)"), "{}", lines[0]);
-        assert!(lines[1].ends_with("2025-06-01T12:03:10Z   3m12s"), "{}", lines[1]);
-        assert!(lines[2].ends_with("2025-06-01T12:03:10Z   -"), "{}", lines[2]);
+        assert!(
+            lines[0]
+                .ends_with("AGE     VERSION   ARCH     ENGINE   BOARD     GENERATION   LAST SEEN   JOINED   LABELS"),
+            "{table}"
+        );
+        assert!(
+            lines[1]
+                .ends_with("3m12s   0.1.0     x86_64   x86_64   generic   3            2s ago      3m12s    zone=a"),
+            "{table}"
+        );
+        assert!(lines[2].ends_with("2s ago      -        zone=a"), "{table}");
+    }
+
+    #[test]
+    fn workloads_table_is_kubectl_shaped() {
+        assert_eq!(
+            workloads_table(&[workload()], now(), PLAIN).render(),
+            "NAME   READY   UP-TO-DATE   AVAILABLE   AGE\n\
+             tick   1/3     3            1           2d4h\n"
+        );
+        let shape = Shape { wide: true, show_labels: false, all: true };
+        assert_eq!(
+            workloads_table(&[workload()], now(), shape).render(),
+            "NAMESPACE   NAME   READY   UP-TO-DATE   AVAILABLE   AGE    SELECTOR    MODULE\n\
+             default     tick   1/3     3            1           2d4h   role=edge   0123456789ab\n"
+        );
+    }
+
+    #[test]
+    fn instances_table_is_kubectl_shaped() {
+        let w = workload();
+        let rows: Vec<InstanceRow> =
+            w.instances.iter().map(|i| InstanceRow { namespace: "default", workload: "tick", i }).collect();
+        assert_eq!(
+            instances_table(&rows, now(), PLAIN).render(),
+            "NAME         READY   STATUS             RESTARTS   AGE   NODE\n\
+             tick-x7k2p   1/1     Running            0          45s   dev-1\n\
+             tick-b9qzd   0/1     CrashLoopBackOff   4          12s   dev-2\n\
+             tick-m4r8t   0/1     Pending            4          -     <none>\n"
+        );
+        let wide = instances_table(&rows, now(), Shape { wide: true, show_labels: false, all: false }).render();
+        assert!(wide.lines().nth(2).unwrap().ends_with("dev-2    tick       2          exited with code 1"), "{wide}");
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!((json["workload"].as_str(), json["id"].as_str()), (Some("tick"), Some("tick-x7k2p")));
+    }
+
+    #[test]
+    fn an_empty_list_says_so_like_kubectl() {
+        assert!(instances_table(&[], now(), PLAIN).is_empty());
+        assert_eq!(none_found(Some(Some("team-a"))), "No resources found in team-a namespace.");
+        assert_eq!(none_found(Some(None)), "No resources found");
+        assert_eq!(none_found(None), "No resources found");
     }
 
     #[test]
     fn nodes_without_joined_still_decode() {
-        // An older controller sends no `joined`.
+        // An older controller sends no `joined` and no `created`.
         let mut v = serde_json::to_value(node("n", None)).unwrap();
         v.as_object_mut().unwrap().remove("joined");
+        v.as_object_mut().unwrap().remove("created");
         let n: NodeView = serde_json::from_value(v).unwrap();
-        assert!(n.joined.is_none());
+        assert!(n.joined.is_none() && n.created.is_none());
+        assert!(nodes_table(&[n], now(), PLAIN).render().contains("   -     0.1.0"));
     }
 }

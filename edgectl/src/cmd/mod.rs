@@ -9,8 +9,10 @@ pub mod describe;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod edit;
+pub mod events;
 pub mod get;
 pub mod logs;
 pub mod node;
 pub mod rollout;
 pub mod token;
+pub mod version;

@@ -159,6 +159,7 @@ mod tests {
             timeout_ms: Some(90_000),
             volumes: vec![edge_proto::VolumeSpec { name: "data".into(), size_bytes: 16 << 20 }],
             revision: 4,
+            created: None,
             instances: Vec::new(),
             rollout: RolloutView { state: "complete".into(), reason: None, updated: 0, ready: 0, old: 0 },
             revisions: Vec::new(),

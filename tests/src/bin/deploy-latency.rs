@@ -6,6 +6,10 @@
 //! binary (default `target/release/edgectl`, or the path given as the first argument) for every deploy.
 //! With `BENCH_BROKER=mqtt://HOST:PORT` the controller and agents use that external broker instead.
 //!
+//! Two rounds, one after the other on fresh clusters: agents that never joined (nothing verified, nothing
+//! tagged), then agents that joined with tokens (every spec and artifact chunk verified under the cluster key,
+//! every report tagged): the cost of signing, verifying and tagging is the difference.
+//!
 //! Beside it, in the same run, `crun` and `runc` (Debian packages) start a trivial container (`busybox echo`
 //! from a busybox-static rootfs) the same number of times, timed from spawning the runtime to its exit (the
 //! echo's output is read by then). Skipped with a note when a runtime or busybox is missing.
@@ -25,6 +29,14 @@ async fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/edgectl"));
     assert!(edgectl.exists(), "{} not found: build it with cargo build --release --bin edgectl", edgectl.display());
+    for joined in [false, true] {
+        round(&edgectl, joined).await;
+    }
+    containers();
+}
+
+/// One cluster, two agents (joined with tokens or not), TRIALS deploys of a known and of a new module.
+async fn round(edgectl: &PathBuf, joined: bool) {
     let mut fleet = match std::env::var("BENCH_BROKER") {
         Ok(url) => {
             let (host, port) = edge_controller::parse_broker_url(&url).expect("BENCH_BROKER=mqtt://HOST:PORT");
@@ -32,19 +44,30 @@ async fn main() {
         }
         Err(_) => Fleet::embedded().await,
     };
-    fleet.start_agent("bench-1");
-    fleet.start_agent("bench-2");
+    let (host, port) = fleet.broker_addr();
+    for name in ["bench-1", "bench-2"] {
+        let join = if joined {
+            let body = serde_json::json!({ "node": name });
+            let (status, v) = fleet.api.send(reqwest::Method::POST, "/v1/tokens", None, Some(body)).await;
+            assert_eq!(status, 201, "{v}");
+            v["token"].as_str().map(str::to_string)
+        } else {
+            None
+        };
+        fleet.start_agent_with(name, &host, port, |c| c.join = join);
+    }
     fleet.wait_ready_nodes(2).await;
+    let agents = if joined { "joined agents (verify + tags)" } else { "unjoined agents" };
     let server = format!("http://{}", fleet.controller.as_ref().unwrap().api_addr);
     let ticker = examples().join("ticker.wasm");
     // Warm-up: the module is uploaded and cached on both agents, as in "its module already uploaded".
     fleet.api.upload(example("ticker.wasm")).await;
-    let warm = measure(&fleet, &edgectl, &server, "warm", &ticker).await;
+    let warm = measure(&fleet, edgectl, &server, "warm", &ticker).await;
     eprintln!("warm-up deploy: {warm:.1} ms");
 
     let mut known = Vec::new();
     for i in 0..TRIALS {
-        known.push(measure(&fleet, &edgectl, &server, &format!("known-{i}"), &ticker).await);
+        known.push(measure(&fleet, edgectl, &server, &format!("known-{i}"), &ticker).await);
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut fresh = Vec::new();
@@ -52,11 +75,14 @@ async fn main() {
         // A never-seen module: ticker plus a custom section with unique bytes (a new sha256, a new compile).
         let path = dir.path().join(format!("fresh-{i}.wasm"));
         std::fs::write(&path, with_custom_section(&example("ticker.wasm"), i)).expect("write module");
-        fresh.push(measure(&fleet, &edgectl, &server, &format!("fresh-{i}"), &path).await);
+        fresh.push(measure(&fleet, edgectl, &server, &format!("fresh-{i}"), &path).await);
     }
-    report("module already uploaded", &mut known);
-    report("module never seen", &mut fresh);
+    report(&format!("{agents}, module already uploaded"), &mut known);
+    report(&format!("{agents}, module never seen"), &mut fresh);
     fleet.stop().await;
+}
+
+fn containers() {
     for runtime in ["crun", "runc"] {
         match container_starts(runtime) {
             Ok(mut samples) => {

@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub engine: Option<EngineTarget>,
     /// A join token (`edgectl token create`), used once: after joining, the node's identity is in its store.
     pub join: Option<String>,
+    /// Notified once the agent is up (its store open, its session started), for systemd's `READY=1`.
+    pub ready: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl AgentConfig {
@@ -56,6 +58,7 @@ impl AgentConfig {
             limits: Limits::default(),
             engine: None,
             join: None,
+            ready: None,
         }
     }
 }
@@ -121,9 +124,8 @@ impl NodeIdentity {
                     b.name, b.arch
                 )));
             }
-            // The profiles say `armv7` where Rust says `arm`.
-            let board_arch = if b.arch == "armv7" { "arm" } else { b.arch };
-            if board_arch != host_arch {
+            // The profiles say `armv7` or `armv6` where Rust says `arm`.
+            if b.rust_arch() != host_arch {
                 return Err(AgentError::Config(format!(
                     "board {} is an {} profile but this machine is {host_arch}: drop --board (the agent then \
                      describes this machine as it is), or run the agent on that board",
@@ -206,8 +208,18 @@ mod tests {
         c.board = Some("rpi-4".into());
         let e = NodeIdentity::resolve_on(&c, "x86_64").unwrap_err().to_string();
         assert!(e.contains("rpi-4 is an aarch64 profile") && e.contains("this machine is x86_64"), "{e}");
-        c.board = Some("rpi-3".into());
-        assert!(NodeIdentity::resolve_on(&c, "arm").is_ok(), "armv7 is Rust's arm");
-        assert!(NodeIdentity::resolve_on(&c, "aarch64").is_err());
+        for board in ["rpi-2", "rpi-3-32", "rpi-zero-w"] {
+            c.board = Some(board.into());
+            assert!(NodeIdentity::resolve_on(&c, "arm").is_ok(), "{board}: armv7 and armv6 are Rust's arm");
+            let e = NodeIdentity::resolve_on(&c, "aarch64").unwrap_err().to_string();
+            assert!(e.contains(board) && e.contains("this machine is aarch64"), "{e}");
+        }
+        for board in ["rpi-5", "rpi-4", "rpi-3", "rpi-zero-2w"] {
+            c.board = Some(board.into());
+            assert!(NodeIdentity::resolve_on(&c, "aarch64").is_ok(), "{board}");
+            assert!(NodeIdentity::resolve_on(&c, "arm").is_err(), "{board} on a 32-bit OS");
+        }
+        c.board = Some("esp32-c3".into());
+        assert!(NodeIdentity::resolve_on(&c, "riscv32").unwrap_err().to_string().contains("microcontroller"));
     }
 }

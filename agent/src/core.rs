@@ -6,8 +6,8 @@
 //! The core drives pure state machines and keeps the I/O: [`Outbox`] (event numbering, acks, resend pacing),
 //! [`Download`] (one per module being fetched), [`Supervisor`] (one per instance); persistence is
 //! [`crate::store`]'s, running guests [`crate::runtime`]'s. Layout: this file holds the state, the dispatch of
-//! inputs, specs, heartbeats and events; `instances` converges, starts and handles exits; `fetch` drives module
-//! downloads.
+//! inputs, specs, heartbeats (and usage reports) and events; `instances` converges, starts and handles exits;
+//! `fetch` drives module downloads.
 //!
 //! **Invariants:**
 //! - A spec is applied only if it supersedes the persisted one ([`NodeSpec::supersedes`]: another issuer, or a
@@ -47,6 +47,7 @@ use crate::outbox::{Acked, Outbox};
 use crate::runtime::Runtime;
 use crate::store::{Store, StoreError};
 use crate::supervisor::Supervisor;
+use crate::usage::{Consumption, Meter, Reading};
 use crate::verify::{Rejection, Verifier};
 
 mod fetch;
@@ -80,6 +81,8 @@ struct Instance {
     waiting_module: bool,
     /// Ended for good (persisted in the store): never started again.
     finished: bool,
+    /// What the current (or last) run consumed, counted by its task; read for usage reports while it runs.
+    usage: Option<Arc<Consumption>>,
 }
 
 /// Counters the log forwarder keeps, read by the core to report an outage.
@@ -135,6 +138,9 @@ pub struct Core {
     rejections: Ration,
     /// When the last heartbeat was sent and what it said (its time zeroed), to send only changes in between.
     last_heartbeat: Option<(Instant, Heartbeat)>,
+    /// The running instances' previous readings, and when usage was last reported (or found nothing to say).
+    meter: Meter,
+    last_usage: Option<Instant>,
 }
 
 impl Core {
@@ -164,6 +170,8 @@ impl Core {
             verifier,
             rejections: Ration::new(REJECTION_EVENTS, Instant::now()),
             last_heartbeat: None,
+            meter: Meter::default(),
+            last_usage: None,
         })
     }
 
@@ -294,6 +302,7 @@ impl Core {
     pub fn tick(&mut self, refresh: Duration) {
         let now = Instant::now();
         self.heartbeat_if_due(refresh, now);
+        self.usage_if_due(refresh, now);
         if self.outbox.resend_if_due(now) {
             self.flush_events();
         }
@@ -396,6 +405,25 @@ impl Core {
             oldest_unacked_seq: self.outbox.oldest_unacked(),
             last_outage: self.last_outage,
             store_id: self.store_id,
+        }
+    }
+
+    /// The running instances' usage, once per `every` (the heartbeat's refresh), in a message of its own: usage
+    /// always changes, so it never makes a heartbeat "changed". A node running nothing sends nothing.
+    fn usage_if_due(&mut self, every: Duration, now: Instant) {
+        if self.last_usage.is_some_and(|at| now.saturating_duration_since(at) < every) || !self.is_connected() {
+            return;
+        }
+        self.last_usage = Some(now);
+        let readings: Vec<(String, Reading)> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.task.is_some() && i.sup.status().state == edge_proto::InstanceState::Running)
+            .filter_map(|(id, i)| Some((id.clone(), Reading::of(i.usage.as_deref()?))))
+            .collect();
+        let usage = self.meter.report(now, now_ms(), readings);
+        if !usage.instances.is_empty() {
+            self.publish(Channel::Heartbeat, Qos::AtMostOnce, Message::Usage(usage));
         }
     }
 

@@ -20,6 +20,7 @@
 //! - [`runtime`]: the wasmtime engine for the node's profile, loaded-module cache, running one instance.
 //! - [`quota`]: the WASI shim enforcing volume quotas.
 //! - [`limits`]: memory limiter and CPU throttle per instance.
+//! - [`usage`]: what each running instance consumes (CPU, memory), for the usage reports behind `edgectl top`.
 //! - [`volume`]: per-instance volume directories and their quotas.
 //! - [`logsink`]: guest stdout/stderr split into bounded log lines; [`logring`] forwards them.
 //! - [`store`]: the agent's redb file (spec, artifact cache, event outbox, restart counters, finished instances).
@@ -45,6 +46,7 @@ pub mod session;
 pub mod store;
 pub mod supervisor;
 pub mod tagger;
+pub mod usage;
 pub mod verify;
 pub mod volume;
 
@@ -89,6 +91,10 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
     let link = session::link_options(&config.node, &config.broker_host, config.broker_port, &topics, password);
     let mailboxes = session::Mailboxes { core: core_rx, logs: logs_rx };
     let session = tokio::spawn(session::run(link, topics, node.inputs_tx.clone(), mailboxes, tagger, shutdown.clone()));
+    // Up: the store is open, the persisted spec runs, the session is started (a service manager may go on).
+    if let Some(ready) = &config.ready {
+        ready.notify_one();
+    }
     let logs = node.logs_rx.take().expect("taken once");
     let forwarder =
         tokio::spawn(logring::forward(logs, Some(logs_tx), node.connected.subscribe(), node.log_stats.clone()));
@@ -119,6 +125,9 @@ pub async fn run_standalone(
     }
     node.core.boot()?;
     node.core.apply_local(loaded.instances);
+    if let Some(ready) = &config.ready {
+        ready.notify_one();
+    }
     let logs = node.logs_rx.take().expect("taken once");
     let forwarder = tokio::spawn(logring::forward(logs, None, node.connected.subscribe(), node.log_stats.clone()));
     node.serve(config.heartbeat, shutdown).await;

@@ -1,6 +1,7 @@
 //! Per-instance limits that hold against hostile guests: memory (a store limiter that remembers it refused a
 //! growth, so the exit can say `memory limit exceeded`) and CPU (a throttle over the guest's own CPU time).
-//! Pure: the caller measures time and sleeps.
+//! Pure: the caller measures time and sleeps. Both also feed the usage reports of the run in scope (see
+//! [`crate::usage`]): the memory a growth was granted, the CPU time of each poll.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,9 +26,12 @@ impl MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         let ok = desired <= self.memory;
         self.hit |= !ok;
+        if ok {
+            crate::usage::memory_grew(current, desired);
+        }
         Ok(ok)
     }
 
@@ -112,7 +116,9 @@ impl<F: Future> Future for Metered<F> {
         let out = self.inner.as_mut().poll(cx);
         let t1 = edge_engine::thread_cpu_time().as_nanos() as u64;
         self.meter.poll_started_ns.store(0, Ordering::Relaxed);
-        self.meter.total_ns.fetch_add(t1.saturating_sub(t0), Ordering::Relaxed);
+        let spent = t1.saturating_sub(t0);
+        self.meter.total_ns.fetch_add(spent, Ordering::Relaxed);
+        crate::usage::add_cpu(spent);
         out
     }
 }

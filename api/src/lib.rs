@@ -42,6 +42,10 @@ pub struct DeployRequest {
     /// Per-instance directories with a size quota, preopened in the guest as `/{name}`.
     #[serde(default)]
     pub volumes: Vec<edge_proto::VolumeSpec>,
+    /// The workload's own labels (`metadata.labels`, `deploy --label`), which `get workloads -l` and `get pods
+    /// -l` select on; not a node selector. Changing them rolls nothing out (no new revision).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Body of `PUT /v1/nodes/{name}/labels`.
@@ -110,6 +114,9 @@ pub struct WorkloadView {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub volumes: Vec<edge_proto::VolumeSpec>,
+    /// The workload's own labels, which its instances carry too (empty from an older controller).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub revision: u64,
     /// RFC 3339 of when the workload was first deployed (`None` from an older controller).
     #[serde(default)]
@@ -476,4 +483,33 @@ pub struct TokenCreated {
     pub view: TokenView,
     /// The cluster key's fingerprint (`sha256:…`), which the token carries.
     pub cluster_fingerprint: String,
+}
+
+/// `GET /v1/top/nodes`: one node's usage as its agent last reported it, for `edgectl top nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTopView {
+    pub name: String,
+    /// What the scheduler hands out: the denominator of `CPU%` and `MEMORY%`.
+    pub allocatable: ResourcesView,
+    /// The sum over the node's running instances; `None` before its first usage report, or while it is
+    /// NotReady (its last report no longer describes it).
+    pub usage: Option<ResourcesView>,
+    /// RFC 3339 of when the controller received the report.
+    pub timestamp: Option<String>,
+    /// The window CPU figures average over (since the agent's previous report), in milliseconds.
+    pub window_ms: u64,
+}
+
+/// `GET /v1/top/instances[?namespace=NS]`: one running instance's usage as its agent last reported it, for
+/// `edgectl top instances`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceTopView {
+    pub id: String,
+    pub namespace: String,
+    pub workload: String,
+    pub node: String,
+    pub usage: ResourcesView,
+    /// RFC 3339 of when the controller received the report.
+    pub timestamp: String,
+    pub window_ms: u64,
 }

@@ -1,11 +1,26 @@
 //! Board profiles: what each supported board is, so an agent can describe itself and the scheduler can trust it.
 //!
-//! One [`Board`] per supported board, looked up by name with [`find`]. A profile fixes the architecture, the Rust
-//! target triple the agent (or firmware) is built for, the board's resources, the WebAssembly engine target its
-//! agent uses, and the resources reserved for the agent itself (so the scheduler only hands out the rest).
+//! One profile per board, each a TOML file under `boards/profiles/` (see [`profile`] for the format). The build
+//! script embeds every file there, so adding a board is adding a file; they are parsed and validated once, at
+//! first use, and a test checks every shipped profile. A [`Board`] fixes the architecture, the Rust target triple
+//! the agent (or firmware) is built for, the board's resources, the WebAssembly engine target its agent uses, the
+//! resources reserved for the agent itself (so the scheduler only hands out the rest) and how a board is
+//! provisioned (an OS image, SSH, firmware).
+//!
+//! - [`find`] / [`names`] / [`all`]: the table, sorted by name.
+//! - [`profile`]: the file format, its parser and its checks.
+
+pub mod profile;
+
+use std::sync::OnceLock;
+
+use serde::Serialize;
+
+pub use profile::ProfileError;
 
 /// How a board runs workloads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Runtime {
     /// A Linux board running `edge-agent` with wasmtime.
     Agent,
@@ -13,112 +28,114 @@ pub enum Runtime {
     Firmware,
 }
 
-/// A supported board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A way to put the agent (or the firmware) onto a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provision {
+    /// Customise an OS image (or card) so the board joins on first boot: `edgectl flash`.
+    Image,
+    /// Install onto a running board over SSH.
+    Ssh,
+    /// Flash the `no_std` firmware (UF2, espflash).
+    Firmware,
+}
+
+impl Provision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provision::Image => "image",
+            Provision::Ssh => "ssh",
+            Provision::Firmware => "firmware",
+        }
+    }
+}
+
+/// A supported board. Built once from its profile file and then immutable, hence the `'static` borrows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Board {
-    /// The name used on the command line (`--board rpi-4`) and in node labels.
+    /// The name used on the command line (`--board rpi-4`) and in node labels; the profile's file stem.
     pub name: &'static str,
     pub description: &'static str,
+    /// The CPU architecture in the profiles' words: `aarch64`, `armv7`, `armv6`, `thumbv6m`, `thumbv8m.main`,
+    /// `riscv32imc`, `x86_64`. [`Board::rust_arch`] gives Rust's word for it.
     pub arch: &'static str,
+    /// What the agent (or firmware) is built for: `cargo build --target TRIPLE`.
     pub target_triple: &'static str,
-    pub cpu_millis: u32,
-    pub memory_bytes: u64,
+    pub runtime: Runtime,
     /// The wasmtime engine target name (`aarch64`, `pulley32`, …); empty for firmware boards.
     pub engine: &'static str,
-    pub runtime: Runtime,
+    pub cores: u32,
+    /// `cores` × 1000.
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
     /// CPU kept back for the agent and the OS.
     pub reserved_cpu_millis: u32,
     /// Memory kept back for the agent and the OS.
     pub reserved_memory_bytes: u64,
+    /// The OS image the board runs (`Raspberry Pi OS Lite (64-bit)`), or how its firmware ships.
+    pub os: &'static str,
+    /// How the board is provisioned, in order of preference.
+    pub provision: &'static [Provision],
 }
 
-const MIB: u64 = 1024 * 1024;
-const GIB: u64 = 1024 * MIB;
+/// ELF `e_machine` values of the architectures the profiles name.
+const EM_ARM: u16 = 40;
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
+const EM_RISCV: u16 = 243;
 
-/// Every known board. The first entries are the Raspberry Pis; `generic` describes "whatever this machine is".
-pub const BOARDS: &[Board] = &[
-    Board {
-        name: "rpi-5",
-        description: "Raspberry Pi 5 (Cortex-A76, 64-bit OS)",
-        arch: "aarch64",
-        target_triple: "aarch64-unknown-linux-gnu",
-        cpu_millis: 4000,
-        memory_bytes: 8 * GIB,
-        engine: "aarch64",
-        runtime: Runtime::Agent,
-        reserved_cpu_millis: 200,
-        reserved_memory_bytes: 256 * MIB,
-    },
-    Board {
-        name: "rpi-4",
-        description: "Raspberry Pi 4 Model B (Cortex-A72, 64-bit OS)",
-        arch: "aarch64",
-        target_triple: "aarch64-unknown-linux-gnu",
-        cpu_millis: 4000,
-        memory_bytes: 4 * GIB,
-        engine: "aarch64",
-        runtime: Runtime::Agent,
-        reserved_cpu_millis: 200,
-        reserved_memory_bytes: 256 * MIB,
-    },
-    Board {
-        name: "rpi-3",
-        description: "Raspberry Pi 3 Model B+ (Cortex-A53, 32-bit Raspberry Pi OS)",
-        arch: "armv7",
-        target_triple: "armv7-unknown-linux-gnueabihf",
-        cpu_millis: 4000,
-        memory_bytes: GIB,
-        engine: "pulley32",
-        runtime: Runtime::Agent,
-        reserved_cpu_millis: 200,
-        reserved_memory_bytes: 128 * MIB,
-    },
-    Board {
-        name: "rpi-zero-2w",
-        description: "Raspberry Pi Zero 2 W (Cortex-A53, 64-bit OS, 512 MB)",
-        arch: "aarch64",
-        target_triple: "aarch64-unknown-linux-gnu",
-        cpu_millis: 4000,
-        memory_bytes: 512 * MIB,
-        engine: "aarch64",
-        runtime: Runtime::Agent,
-        reserved_cpu_millis: 200,
-        reserved_memory_bytes: 96 * MIB,
-    },
-    Board {
-        name: "pico-w",
-        description: "Raspberry Pi Pico W (RP2040, Cortex-M0+, 264 KB SRAM)",
-        arch: "thumbv6m",
-        target_triple: "thumbv6m-none-eabi",
-        cpu_millis: 2000,
-        memory_bytes: 264 * 1024,
-        engine: "",
-        runtime: Runtime::Firmware,
-        reserved_cpu_millis: 0,
-        reserved_memory_bytes: 0,
-    },
-    Board {
-        name: "esp32-c3",
-        description: "ESP32-C3 (RISC-V RV32IMC, 400 KB SRAM)",
-        arch: "riscv32imc",
-        target_triple: "riscv32imc-unknown-none-elf",
-        cpu_millis: 1000,
-        memory_bytes: 400 * 1024,
-        engine: "",
-        runtime: Runtime::Firmware,
-        reserved_cpu_millis: 0,
-        reserved_memory_bytes: 0,
-    },
-];
+impl Board {
+    /// The architecture as `std::env::consts::ARCH` says it on this board: 32-bit ARM of every flavour is `arm`.
+    pub fn rust_arch(&self) -> &'static str {
+        profile::rust_arch(self.arch).unwrap_or(self.arch)
+    }
+
+    /// The ELF class (32 or 64) and `e_machine` of a binary built for this board, to check an agent binary
+    /// before it is written onto a card.
+    pub fn elf(&self) -> (u8, u16) {
+        match self.rust_arch() {
+            "aarch64" => (64, EM_AARCH64),
+            "x86_64" => (64, EM_X86_64),
+            "riscv32" => (32, EM_RISCV),
+            _ => (32, EM_ARM),
+        }
+    }
+
+    /// Whether `how` is one of the ways this board is provisioned.
+    pub fn provisioned_by(&self, how: Provision) -> bool {
+        self.provision.contains(&how)
+    }
+}
+
+/// The profiles embedded by the build script (`$OUT_DIR/profiles.rs`).
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
+
+    pub(crate) fn files() -> &'static [(&'static str, &'static str)] {
+        PROFILES
+    }
+}
+
+/// Every known board, sorted by name.
+///
+/// # Panics
+/// If a shipped profile is invalid: a build defect, which `tests::every_shipped_profile_is_valid` catches.
+pub fn all() -> &'static [Board] {
+    static BOARDS: OnceLock<Vec<Board>> = OnceLock::new();
+    BOARDS.get_or_init(|| match profile::parse_all(embedded::files()) {
+        Ok(boards) => boards,
+        Err(e) => panic!("invalid embedded board profile: {e}"),
+    })
+}
 
 /// The profile named `name`, if any.
 pub fn find(name: &str) -> Option<&'static Board> {
-    BOARDS.iter().find(|b| b.name == name)
+    all().iter().find(|b| b.name == name)
 }
 
 /// The names of every known board, for error messages.
 pub fn names() -> Vec<&'static str> {
-    BOARDS.iter().map(|b| b.name).collect()
+    all().iter().map(|b| b.name).collect()
 }
 
 #[cfg(test)]
@@ -126,18 +143,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_unique_and_profiles_consistent() {
-        let mut names = names();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), BOARDS.len());
-        for b in BOARDS {
-            assert!(b.reserved_cpu_millis < b.cpu_millis, "{}", b.name);
-            assert!(b.reserved_memory_bytes < b.memory_bytes, "{}", b.name);
-            assert_eq!(b.runtime == Runtime::Agent, !b.engine.is_empty(), "{}", b.name);
-            assert!(b.target_triple.starts_with(b.arch.trim_end_matches("imc")) || b.arch == "armv7");
+    fn every_shipped_profile_is_valid() {
+        let boards = profile::parse_all(embedded::files()).unwrap();
+        assert_eq!(boards.len(), embedded::files().len());
+        assert_eq!(all().len(), boards.len());
+    }
+
+    #[test]
+    fn the_boards_the_project_promises_are_there() {
+        for (name, arch, engine) in [
+            ("rpi-5", "aarch64", "aarch64"),
+            ("rpi-4", "aarch64", "aarch64"),
+            ("rpi-3", "aarch64", "aarch64"),
+            ("rpi-zero-2w", "aarch64", "aarch64"),
+            ("rpi-3-32", "armv7", "pulley32"),
+            ("rpi-2", "armv7", "pulley32"),
+            ("rpi-zero-w", "armv6", "pulley32"),
+            ("pico-w", "thumbv6m", ""),
+            ("pico-2w", "thumbv8m.main", ""),
+            ("esp32-c3", "riscv32imc", ""),
+        ] {
+            let b = find(name).unwrap_or_else(|| panic!("no {name}"));
+            assert_eq!((b.arch, b.engine), (arch, engine), "{name}");
+            assert_eq!(b.runtime == Runtime::Firmware, engine.is_empty(), "{name}");
         }
-        assert_eq!(find("rpi-4").map(|b| b.engine), Some("aarch64"));
+        let pi = find("rpi-4").unwrap();
+        assert_eq!((pi.cores, pi.cpu_millis, pi.memory_bytes), (4, 4000, 4 << 30));
+        assert_eq!((pi.reserved_cpu_millis, pi.reserved_memory_bytes), (200, 256 << 20));
+        assert!(pi.provisioned_by(Provision::Image) && pi.provisioned_by(Provision::Ssh));
+        assert_eq!(pi.elf(), (64, EM_AARCH64));
+        assert_eq!(find("rpi-zero-w").unwrap().rust_arch(), "arm");
+        assert_eq!(find("rpi-2").unwrap().elf(), (32, EM_ARM));
+        assert_eq!(find("esp32-c3").unwrap().provision, [Provision::Firmware]);
         assert_eq!(find("nope"), None);
+        let names = names();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted and unique: {names:?}");
     }
 }

@@ -40,6 +40,10 @@ pub struct WorkloadSpec {
     /// Per-instance directories with a quota, preopened as `/{name}`.
     #[serde(default)]
     pub volumes: Vec<VolumeSpec>,
+    /// The workload's own labels (for selecting it; not a node selector). Not part of the template: changing
+    /// them makes no new revision. Records stored before labels existed read as none.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What happens to a workload's instances when their node is lost (NotReady for `--reschedule-after`).
@@ -82,10 +86,15 @@ impl WorkloadSpec {
         Resources { cpu_millis: self.cpu_millis, memory_bytes: self.memory_bytes }
     }
 
-    /// True when the two specs run the same thing (everything but the replica count and placement policy).
+    /// True when the two specs run the same thing (everything but the replica count, placement policy and
+    /// labels).
     pub fn same_template(&self, other: &WorkloadSpec) -> bool {
-        let bare =
-            |s: &WorkloadSpec| WorkloadSpec { replicas: 0, on_node_loss: NodeLossPolicy::default(), ..s.clone() };
+        let bare = |s: &WorkloadSpec| WorkloadSpec {
+            replicas: 0,
+            on_node_loss: NodeLossPolicy::default(),
+            labels: BTreeMap::new(),
+            ..s.clone()
+        };
         bare(self) == bare(other)
     }
 }

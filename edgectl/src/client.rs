@@ -9,6 +9,11 @@ use edge_api::{
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::progress::Progress;
+
+/// How much of a module goes out between two updates of its progress bar.
+const UPLOAD_CHUNK: usize = 64 << 10;
+
 pub struct Client {
     base: String,
     http: reqwest::Client,
@@ -78,8 +83,17 @@ impl Client {
         self.json(self.request(Method::GET, "/v1/modules")).await
     }
 
-    pub async fn upload_module(&self, bytes: Vec<u8>) -> Result<ModuleView> {
-        self.json(self.request(Method::POST, "/v1/modules").body(bytes)).await
+    /// Uploads a module in chunks, advancing `progress` by each chunk's bytes as it is sent.
+    pub async fn upload_module(&self, bytes: Vec<u8>, progress: Progress) -> Result<ModuleView> {
+        let len = bytes.len();
+        let chunks: Vec<Vec<u8>> = bytes.chunks(UPLOAD_CHUNK).map(<[u8]>::to_vec).collect();
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks.into_iter().map(move |c| {
+            progress.advance(c.len() as u64);
+            Ok::<_, std::io::Error>(c)
+        })));
+        // With its length the request is not chunked (as a plain body would be sent).
+        let rb = self.request(Method::POST, "/v1/modules").header(reqwest::header::CONTENT_LENGTH, len).body(body);
+        self.json(rb).await
     }
 
     pub async fn deploy(&self, ns: &str, name: &str, req: &DeployRequest) -> Result<WorkloadView> {
@@ -186,6 +200,19 @@ impl Client {
 
     /// Recent lifecycle events, oldest first: of namespace `ns` (every namespace: `None`), or of one object
     /// (`workload/NAME`, `node/NAME`, `instance/ID`).
+    pub async fn top_nodes(&self) -> Result<Vec<edge_api::NodeTopView>> {
+        self.json(self.request(Method::GET, "/v1/top/nodes")).await
+    }
+
+    /// Reported usage of the instances of `ns` (every namespace: `None`).
+    pub async fn top_instances(&self, ns: Option<&str>) -> Result<Vec<edge_api::InstanceTopView>> {
+        let mut rb = self.request(Method::GET, "/v1/top/instances");
+        if let Some(ns) = ns {
+            rb = rb.query(&[("namespace", ns)]);
+        }
+        self.json(rb).await
+    }
+
     pub async fn events(&self, ns: Option<&str>, about: Option<&str>) -> Result<Vec<EventView>> {
         let mut rb = self.request(Method::GET, "/v1/events");
         if let Some(ns) = ns {
@@ -210,7 +237,7 @@ impl Client {
 }
 
 /// `server` with a scheme (`http://` when it has none) and no trailing slash.
-fn base_url(server: &str) -> String {
+pub fn base_url(server: &str) -> String {
     let server = server.trim().trim_end_matches('/');
     if server.contains("://") {
         server.to_string()

@@ -2,17 +2,23 @@
 //!
 //! Layout: `cli.rs` the flags (clap), `client.rs` the typed HTTP client (speaks `edge-api` only), `cmd/` one file
 //! per subcommand, `watch.rs` the pure decision of when a `--wait` or `rollout status` is over and `follow.rs` the
-//! polling around it, `table.rs` plain text tables, `selector.rs` label selectors (`-l`), `age.rs`
-//! the spans they show (`3m12s`) and token lifetimes. Only `cmd/dev.rs` (feature `dev`, on by default) links the
+//! polling around it, `progress.rs` bars and spinners on a terminal (none when piped), `table.rs` plain text
+//! tables, `selector.rs` label selectors (`-l`), `age.rs` the spans they show (`3m12s`) and token lifetimes,
+//! `config.rs` the contexts file (which controller to talk to). Only `cmd/dev.rs` (feature `dev`, on by default) links the
 //! controller and the agent.
 
 mod age;
+mod agent_files;
 mod cli;
 mod client;
 mod cmd;
+mod config;
+mod flash;
 mod follow;
+mod install;
 mod manifest;
 mod module;
+mod progress;
 mod selector;
 mod table;
 mod template;
@@ -63,8 +69,27 @@ fn usage_error(e: clap::Error) -> ! {
     }
 }
 
+/// Whether a command talks to a controller, so needs its address (and the config file, when neither `--server`
+/// nor `EDGE_SERVER` gives it): the others run whatever the file holds.
+fn talks_to_controller(command: &Command) -> bool {
+    match command {
+        #[cfg(feature = "dev")]
+        Command::Dev(_) => false,
+        Command::Config(_) | Command::Completion(_) | Command::Uninstall(_) | Command::Boards(_) => false,
+        Command::Version(v) => !v.client,
+        _ => true,
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = client::Client::new(&cli.server);
+    let server = if talks_to_controller(&cli.command) {
+        let env = std::env::var("EDGE_SERVER").ok();
+        let file = config::path();
+        config::resolve(cli.server.as_deref(), env.as_deref(), cli.context.as_deref(), file.as_deref())?.0
+    } else {
+        config::DEFAULT_SERVER.to_string()
+    };
+    let client = client::Client::new(&server);
     let ns = cli.namespace.as_str();
     match cli.command {
         #[cfg(feature = "dev")]
@@ -94,7 +119,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(a) => cmd::node::label(&client, &a.node, &a.labels).await,
         Command::Logs(args) => cmd::logs::run(&client, ns, &args).await,
         Command::Events(args) => cmd::events::run(&client, ns, &args).await,
+        Command::Top(args) => cmd::top::run(&client, ns, &args).await,
         Command::Version(args) => cmd::version::run(&client, &args).await,
+        Command::Config(args) => cmd::config::run(args.command, cli.server.as_deref()),
         Command::Completion(args) => {
             // Into a buffer first: clap_complete panics on a write error (`| head` closing the pipe).
             let mut script = Vec::new();
@@ -104,5 +131,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Delete(args) => cmd::delete::run(&client, ns, args).await,
         Command::Token(args) => cmd::token::run(&client, args.command).await,
+        Command::Install(args) => cmd::install::install(&client, &server, args).await,
+        Command::Uninstall(args) => cmd::install::uninstall(args).await,
+        Command::Flash(args) => cmd::flash::run(&server, args),
+        Command::Boards(args) => cmd::boards::run(args.output),
     }
 }

@@ -4,6 +4,7 @@ use anyhow::{anyhow, Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::client::{Client, Refused};
+use crate::progress::Progress;
 
 pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -14,13 +15,18 @@ pub fn read(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Uploads `bytes` (read from `path`) unless the controller has them; returns their sha256.
+/// Uploads `bytes` (read from `path`) unless the controller has them, with a progress bar on a terminal; returns
+/// their sha256.
 pub async fn ensure_uploaded(client: &Client, path: &str, bytes: Vec<u8>) -> Result<String> {
     let sha = sha256(&bytes);
     // Content-addressed: skip the upload when the controller already has these bytes.
     if client.module(&sha).await?.is_none() {
         let size = bytes.len();
-        client.upload_module(bytes).await.map_err(|e| match e.downcast_ref::<Refused>() {
+        let name = std::path::Path::new(path).file_name().map_or(path.into(), |n| n.to_string_lossy());
+        let progress = Progress::bytes(size as u64, format!("uploading {name}"));
+        let uploaded = client.upload_module(bytes, progress.clone()).await;
+        progress.finish();
+        uploaded.map_err(|e| match e.downcast_ref::<Refused>() {
             Some(r) if r.status == reqwest::StatusCode::PAYLOAD_TOO_LARGE => {
                 anyhow!("{path} is {size} bytes, over the controller's module size limit")
             }

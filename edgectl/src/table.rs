@@ -27,6 +27,12 @@ impl Table {
         self.rows.len() <= 1
     }
 
+    /// The header and the rows below it (for `get -w`, which prints rows as they change).
+    pub fn into_parts(mut self) -> (Vec<String>, Vec<Vec<String>>) {
+        let header = self.rows.remove(0);
+        (header, self.rows)
+    }
+
     pub fn render(&self) -> String {
         let cols = self.rows[0].len();
         let widths: Vec<usize> = (0..cols)

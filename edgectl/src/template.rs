@@ -16,6 +16,9 @@ use edge_proto::quantity::{format_cpu, format_duration, format_memory_exact};
 /// `apply` keeps it when a manifest does not name it, so re-applying a manifest does not undo a restart.
 pub const RESTARTED_AT: &str = "EDGE_RESTARTED_AT";
 
+/// The field name of the workload's own labels, as a manifest writes them.
+pub const LABELS: &str = "metadata.labels";
+
 /// Default request and policies of a new workload (what `edgectl deploy` and a manifest assume when not told).
 pub const DEFAULT_CPU_MILLIS: u32 = 100;
 pub const DEFAULT_MEMORY_BYTES: u64 = 32 << 20;
@@ -36,6 +39,7 @@ pub fn new_workload() -> DeployRequest {
         cpu_limit_millis: None,
         timeout_ms: None,
         volumes: Vec::new(),
+        labels: BTreeMap::new(),
     }
 }
 
@@ -79,6 +83,7 @@ pub fn from_view(w: &WorkloadView) -> DeployRequest {
         cpu_limit_millis: w.cpu_limit_millis,
         timeout_ms: w.timeout_ms,
         volumes: w.volumes.clone(),
+        labels: w.labels.clone(),
     })
 }
 
@@ -98,6 +103,8 @@ pub fn from_revision(r: &RevisionView) -> DeployRequest {
         cpu_limit_millis: r.cpu_limit_millis,
         timeout_ms: r.timeout_ms,
         volumes: r.volumes.clone(),
+        // A revision is a template; labels are not part of one.
+        labels: BTreeMap::new(),
     })
 }
 
@@ -113,8 +120,9 @@ pub fn keep_restart_marker(desired: &mut DeployRequest, current: &DeployRequest)
 
 /// Every field of a request in normal form, named as in a manifest, in manifest order.
 pub fn fields(r: &DeployRequest) -> Vec<(String, String)> {
-    let mut out =
-        vec![("module".to_string(), format!("sha256:{}", r.module)), ("replicas".into(), r.replicas.to_string())];
+    let mut out: Vec<(String, String)> = r.labels.iter().map(|(k, v)| (format!("{LABELS}.{k}"), v.clone())).collect();
+    out.push(("module".to_string(), format!("sha256:{}", r.module)));
+    out.push(("replicas".into(), r.replicas.to_string()));
     for (k, v) in &r.selector {
         out.push((format!("nodeSelector.{k}"), v.clone()));
     }
@@ -193,9 +201,12 @@ pub fn changes(before: &DeployRequest, after: &DeployRequest) -> Vec<Change> {
     out
 }
 
-/// The changes that make a new revision: everything but the replica count and the node-loss policy.
+/// The changes that make a new revision: everything but the replica count, the node-loss policy and labels.
 pub fn template_changes(before: &DeployRequest, after: &DeployRequest) -> Vec<Change> {
-    changes(before, after).into_iter().filter(|c| c.field != "replicas" && c.field != "onNodeLoss").collect()
+    changes(before, after)
+        .into_iter()
+        .filter(|c| c.field != "replicas" && c.field != "onNodeLoss" && !c.field.starts_with(LABELS))
+        .collect()
 }
 
 #[cfg(test)]
@@ -217,6 +228,7 @@ mod tests {
             cpu_limit_millis: Some(0),
             timeout_ms: Some(0),
             volumes: vec![],
+            labels: BTreeMap::new(),
         })
     }
 

@@ -262,6 +262,7 @@ mod tests {
             cpu_limit_millis: None,
             timeout_ms: None,
             volumes: Vec::new(),
+            labels: Default::default(),
             revision,
             created: None,
             rollout: RolloutView {

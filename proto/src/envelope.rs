@@ -124,8 +124,8 @@ mod tests {
     use super::*;
     use crate::message::{
         EngineProfile, EngineTarget, Event, EventKind, EventsAck, Heartbeat, Hello, InstanceSpec, InstanceState,
-        InstanceStatus, LogLine, LogStream, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec, NodeStatus, Outage,
-        Resources, RestartPolicy, VolumeSpec,
+        InstanceStatus, InstanceUsage, LogLine, LogStream, ModuleChunk, ModuleReply, ModuleRequest, NodeSpec,
+        NodeStatus, NodeUsage, Outage, Resources, RestartPolicy, VolumeSpec,
     };
 
     fn hello() -> Message {
@@ -237,6 +237,21 @@ mod tests {
                 0, 0
             ]
         );
+    }
+
+    /// Usage, appended after the join messages (index 12) without a bump: only nodes send it.
+    #[test]
+    fn golden_usage() {
+        let usage = Message::Usage(NodeUsage {
+            at_ms: 8,
+            window_ms: 60_000,
+            instances: vec![InstanceUsage { id: "x".to_string(), cpu_millis: 250, memory_bytes: 1 << 20 }],
+        });
+        let bytes = encode(&usage);
+        assert_eq!(bytes, vec![4, 12, 8, 224, 212, 3, 1, 1, 120, 250, 1, 128, 128, 64, 0]);
+        assert_eq!(decode(&bytes).unwrap().message, usage);
+        // A protocol 3 peer is never sent one; the conversion stays total with a harmless stand-in.
+        assert_eq!(decode(&encode_for(3, &usage)).unwrap().message, Message::HelloRequest);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Message bodies. Every field is plain data; times are Unix milliseconds (`*_ms`), sizes are bytes.
 //!
 //! Direction of each message (N = node/agent, C = controller):
-//! `Hello`, `Heartbeat`, `Events`, `Logs`, `ModuleRequest`, `Status` go N → C; `Spec`, `ModuleReply`,
+//! `Hello`, `Heartbeat`, `Events`, `Logs`, `ModuleRequest`, `Status`, `Usage` go N → C; `Spec`, `ModuleReply`,
 //! `EventsAck` and `HelloRequest` go C → N.
 
 use alloc::string::String;
@@ -46,6 +46,30 @@ pub enum Message {
     JoinRequest(crate::join::JoinRequest),
     /// The controller's answer to a join (on `{p}/join/{id}/reply`).
     JoinReply(crate::join::JoinReply),
+    /// What the node's instances consume, on the `heartbeat` channel at the heartbeat's refresh cadence (not
+    /// with every change: usage always changes). Appended without a protocol bump: only nodes send it, and an
+    /// agent is never newer than its controller (as for [`EventKind::Rejected`]).
+    Usage(NodeUsage),
+}
+
+/// Resource usage of a node's running instances, measured by its agent. The node's total is their sum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    /// When it was measured (agent clock).
+    pub at_ms: u64,
+    /// The longest window any CPU figure averages over (since the previous report, or the instance's start).
+    pub window_ms: u64,
+    pub instances: Vec<InstanceUsage>,
+}
+
+/// One running instance's usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceUsage {
+    pub id: String,
+    /// CPU time over the window, in millicores of one core (1000: one core busy throughout).
+    pub cpu_millis: u32,
+    /// Linear memory the instance holds at `at_ms`.
+    pub memory_bytes: u64,
 }
 
 /// CPU in millicores and memory in bytes, as Kubernetes counts them.

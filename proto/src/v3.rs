@@ -111,9 +111,9 @@ impl From<&message::Message> for Message {
             M::Status(s) => Message::Status(s),
             M::EventsAck(a) => Message::EventsAck(a.up_to),
             M::HelloRequest => Message::HelloRequest,
-            // Never sent to protocol 3: joining is newer, and a protocol 3 agent never asks. A harmless request
-            // stands in so the conversion stays total.
-            M::JoinRequest(_) | M::JoinReply(_) => Message::HelloRequest,
+            // Never sent to protocol 3: joining is newer, and a protocol 3 agent never asks; usage goes only from
+            // nodes to the controller. A harmless request stands in so the conversion stays total.
+            M::JoinRequest(_) | M::JoinReply(_) | M::Usage(_) => Message::HelloRequest,
         }
     }
 }

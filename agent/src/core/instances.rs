@@ -12,6 +12,7 @@ use crate::clock::now_ms;
 use crate::mail::Input;
 use crate::runtime::RuntimeError;
 use crate::supervisor::{Decision, Exit, Supervisor};
+use crate::usage::{counted, Consumption};
 
 impl Core {
     /// Stops what the spec no longer holds and starts what is new; leaves running and finished instances alone.
@@ -45,7 +46,8 @@ impl Core {
             if let Some(done) = finished {
                 // Ended for good in an earlier run of the agent: report it as it ended, never run it again.
                 let sup = Supervisor::restore(id.clone(), spec.restart, &done);
-                let inst = Instance { spec, sup, run: 0, task: None, waiting_module: false, finished: true };
+                let inst =
+                    Instance { spec, sup, run: 0, task: None, waiting_module: false, finished: true, usage: None };
                 self.instances.insert(id, inst);
                 continue;
             }
@@ -57,7 +59,7 @@ impl Core {
                     tracing::warn!(error = %e, "cannot persist a restart counter");
                 }
             }
-            let inst = Instance { spec, sup, run: 0, task: None, waiting_module: false, finished: false };
+            let inst = Instance { spec, sup, run: 0, task: None, waiting_module: false, finished: false, usage: None };
             self.instances.insert(id.clone(), inst);
             self.start(&id);
         }
@@ -86,6 +88,8 @@ impl Core {
         inst.waiting_module = false;
         inst.run += 1;
         inst.sup.starting();
+        let usage = Arc::new(Consumption::new(Instant::now()));
+        inst.usage = Some(usage.clone());
         let (run, restarts, spec) = (inst.run, inst.sup.restarts, inst.spec.clone());
         let w = &self.wiring;
         let (runtime, inputs, logs, dropped) =
@@ -102,7 +106,7 @@ impl Core {
                             let _ = inputs.send(Input::Started { id, run, at_ms: now_ms() });
                         }
                     };
-                    runtime.run(&module, &spec, logs, dropped, started).await
+                    counted(usage, runtime.run(&module, &spec, logs, dropped, started)).await
                 }
                 Err(e) => {
                     if matches!(e, RuntimeError::Artifact(_)) {

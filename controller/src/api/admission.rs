@@ -51,6 +51,12 @@ pub fn admit(req: DeployRequest) -> Result<WorkloadSpec, ClusterError> {
             return Err(invalid(format!("selector {}={} is invalid", truncated(k), truncated(v))));
         }
     }
+    // The rule of node labels (`edgectl label node`): key 1–63 bytes, value 0–63, no `=` in either.
+    for (k, v) in &req.labels {
+        if k.is_empty() || k.len() > 63 || v.len() > 63 || k.contains('=') || v.contains('=') {
+            return Err(invalid(format!("label {}={} is invalid", truncated(k), truncated(v))));
+        }
+    }
     if let Some(limit) = req.memory_limit_bytes {
         if limit < req.memory_bytes {
             return Err(invalid(format!(
@@ -88,6 +94,7 @@ pub fn admit(req: DeployRequest) -> Result<WorkloadSpec, ClusterError> {
         cpu_limit_millis: req.cpu_limit_millis.unwrap_or(0),
         timeout_ms: req.timeout_ms.unwrap_or(0),
         volumes: req.volumes,
+        labels: req.labels,
     })
 }
 
@@ -107,6 +114,7 @@ pub fn request_of(spec: &WorkloadSpec) -> DeployRequest {
         cpu_limit_millis: (spec.cpu_limit_millis > 0).then_some(spec.cpu_limit_millis),
         timeout_ms: (spec.timeout_ms > 0).then_some(spec.timeout_ms),
         volumes: spec.volumes.clone(),
+        labels: spec.labels.clone(),
     }
 }
 
@@ -134,6 +142,25 @@ mod tests {
         let spec = admit(request()).unwrap();
         assert_eq!(spec.replicas, 2);
         assert_eq!(admit(request_of(&spec)).unwrap(), spec);
+        let mut labelled = request();
+        labelled.labels = [("app".into(), "tick".into()), ("tier".into(), String::new())].into();
+        let spec = admit(labelled).unwrap();
+        assert_eq!(spec.labels.len(), 2);
+        assert_eq!(admit(request_of(&spec)).unwrap(), spec);
+    }
+
+    #[test]
+    fn labels_are_not_part_of_the_template() {
+        let a = admit(request()).unwrap();
+        let mut r = request();
+        r.labels = [("app".into(), "tick".into())].into();
+        let b = admit(r).unwrap();
+        assert!(a.same_template(&b), "relabelling rolls nothing out");
+        // A record stored before labels existed still reads.
+        let mut stored = serde_json::to_value(&a).unwrap();
+        stored.as_object_mut().unwrap().remove("labels");
+        let read: WorkloadSpec = serde_json::from_value(stored).unwrap();
+        assert!(read.labels.is_empty());
     }
 
     #[test]
@@ -147,6 +174,9 @@ mod tests {
             (Box::new(|r| r.env = vec![("A=B".into(), "v".into())]), "environment variable name"),
             (Box::new(|r| r.memory_limit_bytes = Some(1)), "below the memory request"),
             (Box::new(|r| r.cpu_limit_millis = Some(0)), "at least 1m"),
+            (Box::new(|r| r.labels = [("a=b".into(), "c".into())].into()), "label a=b=c is invalid"),
+            (Box::new(|r| r.labels = [(String::new(), "c".into())].into()), "label =c is invalid"),
+            (Box::new(|r| r.labels = [("app".into(), "v".repeat(64))].into()), "label app="),
         ];
         for (change, want) in cases {
             let mut r = request();

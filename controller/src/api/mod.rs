@@ -6,6 +6,7 @@
 //! - [`views`]: the cluster's state as those shapes.
 //! - [`routes`]: the axum router and its handlers; [`tokens`]: those for join tokens and node deletion.
 //! - [`events`]: recent lifecycle events, structured; [`version`]: what the controller runs.
+//! - [`top`]: the usage agents report, for `edgectl top`.
 //! - [`error`]: how failures become HTTP statuses.
 
 pub mod admission;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod routes;
 pub mod tokens;
+pub mod top;
 pub mod version;
 pub mod views;
 pub use edge_api as types;

@@ -7,6 +7,7 @@
 //! | `GET /v1/stats`                                 | `StatsView`: counts of nodes, messages handled |
 //! | `GET /v1/version`                               | `VersionView`: controller version, protocols  |
 //! | `GET /v1/events[?namespace=NS][&for=KIND/NAME]` | `[EventView]`: see `events.rs`                |
+//! | `GET /v1/top/nodes`, `/v1/top/instances[?namespace=NS]` | reported usage: see `top.rs`          |
 //! | `POST /v1/modules` (body: wasm bytes)           | validate and store a module → `ModuleView`    |
 //! | `GET /v1/modules`, `GET /v1/modules/{sha256}`   | list / one                                    |
 //! | `GET /v1/nodes`                                 | `[NodeView]`                                  |
@@ -64,6 +65,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/version", get(super::version::version))
         .route("/v1/events", get(super::events::list_events))
+        .route("/v1/top/nodes", get(super::top::top_nodes))
+        .route("/v1/top/instances", get(super::top::top_instances))
         .route("/v1/modules", post(upload_module).get(list_modules))
         .route("/v1/modules/{sha}", get(get_module))
         .route("/v1/nodes", get(list_nodes))

@@ -159,6 +159,7 @@ impl Cluster {
             cpu_limit_millis: (w.spec.cpu_limit_millis > 0).then_some(w.spec.cpu_limit_millis),
             timeout_ms: (w.spec.timeout_ms > 0).then_some(w.spec.timeout_ms),
             volumes: w.spec.volumes.clone(),
+            labels: w.spec.labels.clone(),
             revision: w.revision,
             created: Some(rfc3339_ms(w.created_ms)).filter(|_| w.created_ms > 0),
             rollout: self.rollout_view(w, &instances),

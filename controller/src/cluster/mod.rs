@@ -106,6 +106,17 @@ pub(crate) struct NodeLive {
     pub last_outage: Option<Outage>,
     pub ledger: Ledger,
     pub recent_events: VecDeque<String>,
+    /// The node's last usage report (`edgectl top`), of instances placed on it only.
+    pub usage: Option<LastUsage>,
+}
+
+/// What a node's agent last said its instances consume, when it arrived (controller clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LastUsage {
+    pub received_ms: u64,
+    pub window_ms: u64,
+    /// By instance id; at most as many as a heartbeat's statuses.
+    pub instances: HashMap<String, edge_proto::Resources>,
 }
 
 impl NodeLive {
@@ -124,6 +135,7 @@ impl NodeLive {
             last_outage: None,
             ledger: Ledger::new(watermark),
             recent_events: VecDeque::new(),
+            usage: None,
         }
     }
 

@@ -1,18 +1,21 @@
-//! What agents say: hello, heartbeat, events, logs and status, each from a node's own topics. A member's
-//! report is believed only with a valid tag under its key (`reports.rs`), checked right after decoding. Garbage
-//! is counted and dropped; no message fails the controller, and none runs a reconcile pass itself (it marks the
-//! cluster dirty; the owner runs one pass per batch, see [`Cluster::flush`]).
+//! What agents say: hello, heartbeat (and usage, on the heartbeat's channel), events, logs and status, each from
+//! a node's own topics. A member's report is believed only with a valid tag under its key (`reports.rs`),
+//! checked right after decoding. Garbage is counted and dropped; no message fails the controller, and none runs
+//! a reconcile pass itself (it marks the cluster dirty; the owner runs one pass per batch, see
+//! [`Cluster::flush`]).
 //!
 //! Every wire value is bounded before use: instance lists are capped, sequence numbers go through the pure
 //! [`super::ledger::Ledger`] (arithmetic, never a loop per number), generations are only displayed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use edge_proto::{Channel, EventKind, EventsAck, Heartbeat, Hello, InstanceState, InstanceStatus, LogLine, Message};
+use edge_proto::{
+    Channel, EventKind, EventsAck, Heartbeat, Hello, InstanceState, InstanceStatus, LogLine, Message, Resources,
+};
 
 use super::ledger::Outcome;
-use super::{Cluster, Publish, RECENT_EVENTS, WORKLOAD_EVENTS};
+use super::{Cluster, LastUsage, Publish, RECENT_EVENTS, WORKLOAD_EVENTS};
 use crate::clock::now_ms;
 use crate::model::NodeRecord;
 
@@ -60,6 +63,7 @@ impl Cluster {
             (Channel::Status, Message::Status(s)) => self.on_status(node, s.online),
             (Channel::Hello, Message::Hello(h)) => self.on_hello(node, h, envelope.version),
             (Channel::Heartbeat, Message::Heartbeat(h)) => self.on_heartbeat(node, h, envelope.version),
+            (Channel::Heartbeat, Message::Usage(u)) => self.on_usage(node, u),
             (Channel::Events, Message::Events(events)) => self.on_events(node, events),
             (Channel::Logs, Message::Logs(lines)) => self.on_logs(node, lines),
             (Channel::ModuleRequest, Message::ModuleRequest(r)) => self.on_module_request(node, r),
@@ -219,6 +223,20 @@ impl Cluster {
         if !was_ready && self.nodes.contains_key(node) {
             self.dirty = true;
         }
+    }
+
+    /// Usage (for `edgectl top`): kept as the node's latest, for instances placed on it only (bounded like
+    /// statuses). It changes nothing else: no liveness, no reconcile.
+    fn on_usage(&mut self, node: &str, u: edge_proto::message::NodeUsage) {
+        let instances: HashMap<String, Resources> = u
+            .instances
+            .into_iter()
+            .filter(|i| self.placed_on(&i.id, node))
+            .take(MAX_STATUSES)
+            .map(|i| (i.id, Resources { cpu_millis: i.cpu_millis, memory_bytes: i.memory_bytes }))
+            .collect();
+        let usage = LastUsage { received_ms: now_ms(), window_ms: u.window_ms, instances };
+        self.live_mut(node).usage = Some(usage);
     }
 
     fn on_events(&mut self, node: &str, events: Vec<edge_proto::Event>) {

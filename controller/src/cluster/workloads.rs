@@ -141,7 +141,7 @@ impl Cluster {
                 None => format!("workload {name} has no earlier revision to go back to"),
             }));
         };
-        let spec = WorkloadSpec { replicas: w.spec.replicas, ..target.spec.clone() };
+        let spec = WorkloadSpec { replicas: w.spec.replicas, labels: w.spec.labels.clone(), ..target.spec.clone() };
         self.deploy(namespace, name, spec)
     }
 

@@ -169,7 +169,6 @@ async fn plan(client: &Client, default_ns: &str, loaded: &[Loaded]) -> Result<Ve
                 })
             }
             Object::Workload(w) => {
-                warn_labels(l, w.labels_at, &w.labels, "workloads");
                 let module_place = format!("{}: spec.module", l.place(w.module_at));
                 let (sha, file) = match &w.module {
                     ModuleRef::Sha256(sha) => (sha.clone(), None),
@@ -210,7 +209,7 @@ async fn plan(client: &Client, default_ns: &str, loaded: &[Loaded]) -> Result<Ve
     Ok(items)
 }
 
-/// The controller keeps no labels of workloads or namespaces yet: say so rather than drop them silently.
+/// The controller keeps no labels of namespaces yet: say so rather than drop them silently.
 fn warn_labels(l: &Loaded, at: Option<crate::manifest::tree::Mark>, labels: &BTreeMap<String, String>, what: &str) {
     if let (Some(at), false) = (at, labels.is_empty()) {
         eprintln!(

@@ -16,6 +16,7 @@ use edge_proto::VolumeSpec;
 use crate::cli::DeployArgs;
 use crate::client::Client;
 use crate::follow::{follow, Ended};
+use crate::progress::Progress;
 use crate::template;
 use crate::watch::{self, count, Watch};
 
@@ -34,6 +35,7 @@ pub struct Given {
     pub restart: Option<String>,
     pub on_node_loss: Option<String>,
     pub selector: Option<BTreeMap<String, String>>,
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// The request for `module` with the flags `given` over the workload's `current` spec (or over the defaults of
@@ -55,6 +57,7 @@ pub fn merge(current: Option<&DeployRequest>, module: String, given: Given) -> D
         // `--timeout 0` clears a timeout: normal form turns 0 into none.
         timeout_ms: given.timeout_ms.or(base.timeout_ms),
         volumes: given.volumes.unwrap_or(base.volumes),
+        labels: given.labels.unwrap_or(base.labels),
     })
 }
 
@@ -101,6 +104,7 @@ fn given(args: &DeployArgs) -> Result<Given> {
         restart: args.restart.map(|r| r.as_str().to_string()),
         on_node_loss: args.on_node_loss.map(|p| p.as_str().to_string()),
         selector: pairs("--selector", &args.selector)?.map(|p| p.into_iter().collect()),
+        labels: pairs("--label", &args.labels)?.map(|p| p.into_iter().collect()),
     })
 }
 
@@ -140,7 +144,18 @@ pub async fn run(client: &Client, ns: &str, args: DeployArgs) -> Result<()> {
 /// Follows the new revision until every replica is ready, one is failing, or `timeout` passes.
 async fn wait(client: &Client, ns: &str, name: &str, watch: Watch, timeout: Duration) -> Result<()> {
     let start = Instant::now();
-    match follow(client, (ns, name), watch, timeout, Duration::from_millis(50), |_| {}).await? {
+    let progress = Progress::spinner("waiting");
+    let seen = |w: &edge_api::WorkloadView| {
+        let ready = w.instances.iter().filter(|i| i.revision == w.revision && i.ready).count();
+        progress.set_message(format!(
+            "revision {}: {ready} of {} ready",
+            w.revision,
+            count(w.replicas as usize, "replica")
+        ));
+    };
+    let ended = follow(client, (ns, name), watch, timeout, Duration::from_millis(50), seen).await;
+    progress.finish();
+    match ended? {
         Ended::Ready(w) => {
             let replicas = count(w.replicas as usize, "replica");
             println!("{} of {replicas} ready after {:.1} s", w.replicas, start.elapsed().as_secs_f64());
@@ -187,6 +202,19 @@ mod tests {
         assert_eq!(shown, ["env.V: 1 → 2"]);
         let scaled = merge(Some(&after), after.module.clone(), Given { replicas: Some(3), ..Given::default() });
         assert_eq!(template::changes(&after, &scaled)[0].to_string(), "replicas: 2 → 3");
+    }
+
+    #[test]
+    fn labels_are_kept_unless_given_and_make_no_new_template() {
+        let labels = BTreeMap::from([("app".into(), "tick".into())]);
+        let before = current();
+        let labelled =
+            merge(Some(&before), before.module.clone(), Given { labels: Some(labels.clone()), ..Given::default() });
+        let shown: Vec<String> = template::changes(&before, &labelled).iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["metadata.labels.app: (unset) → tick"]);
+        assert!(template::template_changes(&before, &labelled).is_empty(), "relabelling rolls nothing out");
+        let scaled = merge(Some(&labelled), before.module.clone(), Given { replicas: Some(5), ..Given::default() });
+        assert_eq!(scaled.labels, labels);
     }
 
     #[test]

@@ -46,6 +46,8 @@ fn render_workload(w: &WorkloadView, events: &[String]) -> String {
     line("On node loss:", w.on_node_loss.clone());
     let sel: Vec<String> = w.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
     line("Selector:", if sel.is_empty() { "<none>".into() } else { sel.join(", ") });
+    let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    line("Labels:", if labels.is_empty() { "<none>".into() } else { labels.join(", ") });
     let r = &w.rollout;
     line(
         "Rollout:",

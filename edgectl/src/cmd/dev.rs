@@ -15,6 +15,7 @@ use edge_proto::Resources;
 
 use crate::cli::DevArgs;
 use crate::client::Client;
+use crate::config;
 
 /// How long a dev agent's join token lives: it is used within seconds, or the agent failed to start.
 const JOIN_TTL: Duration = Duration::from_secs(600);
@@ -60,12 +61,23 @@ pub async fn run(args: DevArgs) -> Result<()> {
         format_memory(share.memory_bytes),
         data.display()
     );
-    println!("API:  http://{}", controller.api_addr);
+    let api = format!("http://{}", controller.api_addr);
+    println!("API:  {api}");
     println!("MQTT: {}:{}", controller.mqtt.0, controller.mqtt.1);
-    println!(
-        "try:  edgectl --server http://{} deploy tick examples/ticker.wasm --replicas 2 --wait",
-        controller.api_addr
-    );
+    // The `dev` context makes every later edgectl talk to this cluster with no --server; if it cannot be written
+    // (no home, a broken file), the cluster still runs and `try:` names the server.
+    let plain = match remember(&api) {
+        Ok(line) => {
+            println!("{line}");
+            std::env::var("EDGE_SERVER").map_or(true, |s| s.trim().is_empty())
+        }
+        Err(e) => {
+            println!("context: not written ({e:#})");
+            false
+        }
+    };
+    let server = if plain { String::new() } else { format!("--server {api} ") };
+    println!("try:  edgectl {server}deploy tick examples/ticker.wasm --replicas 2 --wait");
     println!("Ctrl-C stops everything.");
     wait_for_signal().await?;
     println!("stopping…");
@@ -75,6 +87,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
     }
     controller.shutdown().await;
     Ok(())
+}
+
+/// Writes the `dev` context with `api` and makes it current; the banner line that says so.
+fn remember(api: &str) -> Result<String> {
+    let path = config::path().context("neither $XDG_CONFIG_HOME nor $HOME is set")?;
+    config::make_current(&path, config::DEV_CONTEXT, api)?;
+    Ok(format!("context: {} (current; in {}; other contexts untouched)", config::DEV_CONTEXT, path.display()))
 }
 
 /// What each local agent announces: the flags, else the host's CPUs and memory split evenly between the

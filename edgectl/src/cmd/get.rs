@@ -1,11 +1,14 @@
 //! `edgectl get instances|workloads|nodes|namespaces|modules|events [NAME] [-o table|wide|json|yaml|name] [-l SEL]
-//! [--show-labels] [-A]`, in kubectl's shapes: `get pods` is `NAME READY STATUS RESTARTS AGE NODE`, `get
+//! [--show-labels] [-A] [-w]`, in kubectl's shapes: `get pods` is `NAME READY STATUS RESTARTS AGE NODE`, `get
 //! workloads` is `NAME READY UP-TO-DATE AVAILABLE AGE`, an empty list says `No resources found in NS
 //! namespace.` (on stderr, exit 0). With `-o yaml` workloads and namespaces print as manifests (`apply -f` reads
 //! them back as `unchanged`).
 //!
-//! Instances come from the workload views (each carries its replicas), so `get pods` costs one request. The
-//! tables are pure functions of the views and of "now", so they render deterministically under test.
+//! Instances come from the workload views (each carries its replicas), so `get pods` costs one request; an
+//! instance carries its workload's labels (`get pods -l app=tick`). The tables are pure functions of the views and
+//! of "now", so they render deterministically under test. `-w` is `get_watch.rs`'s, over [`table_of`].
+
+use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
 use edge_api::{InstanceView, ModuleView, NamespaceView, NodeView, WorkloadView};
@@ -22,7 +25,7 @@ use crate::table::Table;
 
 /// How a list is shown, beyond its rows.
 #[derive(Clone, Copy)]
-struct Shape {
+pub struct Shape {
     wide: bool,
     show_labels: bool,
     /// Every namespace: a NAMESPACE column first.
@@ -32,11 +35,11 @@ struct Shape {
 pub async fn run(client: &Client, ns: &str, args: GetArgs) -> Result<()> {
     let scope = if args.all_namespaces { None } else { Some(ns) };
     let selector = args.selector.as_deref().map(Selector::parse).transpose()?;
-    if selector.is_some() && !matches!(args.what, GetWhat::Nodes) {
-        return Err(anyhow!(
-            "-l selects nodes only: workloads and instances carry no labels yet (a workload's nodeSelector is in \
-             `get workloads -o wide`)"
-        ));
+    if selector.is_some() && !matches!(args.what, GetWhat::Nodes | GetWhat::Workloads | GetWhat::Instances) {
+        return Err(anyhow!("-l selects nodes, workloads and instances (pods), which carry labels"));
+    }
+    if args.watch && args.what != GetWhat::Events {
+        return super::get_watch::run(client, ns, &args, selector.as_ref()).await;
     }
     let shape = Shape { wide: args.output == GetOutput::Wide, show_labels: args.show_labels, all: scope.is_none() };
     let name = args.name.as_deref();
@@ -51,20 +54,12 @@ pub async fn run(client: &Client, ns: &str, args: GetArgs) -> Result<()> {
                 GetOutput::Name => return Err(anyhow!("-o name lists objects; events are not (try -o json)")),
             };
             let about = name.map(str::to_string);
-            let events = crate::cli::EventsArgs { about, all_namespaces: args.all_namespaces, watch: false, output };
+            let events =
+                crate::cli::EventsArgs { about, all_namespaces: args.all_namespaces, watch: args.watch, output };
             return super::events::run(client, ns, &events).await;
         }
         GetWhat::Nodes => {
-            let mut nodes = client.nodes().await?;
-            if let Some(name) = name {
-                nodes.retain(|n| n.name == name);
-                if nodes.is_empty() {
-                    return Err(anyhow!("node {name} not found"));
-                }
-            }
-            if let Some(sel) = &selector {
-                nodes.retain(|n| sel.matches(&n.labels));
-            }
+            let nodes = nodes(client, name, selector.as_ref(), true).await?;
             match out {
                 GetOutput::Json => println!("{}", json_of(&nodes, name.is_some())?),
                 GetOutput::Yaml => print!("{}", render::json(&value_of(&nodes, name.is_some())?)),
@@ -100,10 +95,7 @@ pub async fn run(client: &Client, ns: &str, args: GetArgs) -> Result<()> {
             }
         }
         GetWhat::Workloads => {
-            let workloads = match name {
-                Some(name) => vec![client.workload(ns, name.strip_prefix("workload/").unwrap_or(name)).await?],
-                None => client.workloads(scope).await?,
-            };
+            let workloads = workloads(client, ns, scope, name, selector.as_ref(), true).await?;
             match out {
                 GetOutput::Json => println!("{}", json_of(&workloads, name.is_some())?),
                 GetOutput::Yaml => print!("{}", workloads.iter().map(render::workload).collect::<String>()),
@@ -113,19 +105,7 @@ pub async fn run(client: &Client, ns: &str, args: GetArgs) -> Result<()> {
         }
         GetWhat::Instances => {
             let workloads = client.workloads(scope).await?;
-            let mut rows: Vec<InstanceRow> = workloads
-                .iter()
-                .flat_map(|w| {
-                    w.instances.iter().map(move |i| InstanceRow { namespace: &w.namespace, workload: &w.name, i })
-                })
-                .collect();
-            if let Some(name) = name {
-                let id = name.strip_prefix("instance/").or_else(|| name.strip_prefix("pod/")).unwrap_or(name);
-                rows.retain(|r| r.i.id == id);
-                if rows.is_empty() {
-                    return Err(anyhow!("instance {id} not found in namespace {ns} (`edgectl get pods` lists them)"));
-                }
-            }
+            let rows = instance_rows(&workloads, ns, name, selector.as_ref(), true)?;
             match out {
                 GetOutput::Json => println!("{}", json_of(&rows, name.is_some())?),
                 GetOutput::Yaml => print!("{}", render::json(&value_of(&rows, name.is_some())?)),
@@ -137,11 +117,106 @@ pub async fn run(client: &Client, ns: &str, args: GetArgs) -> Result<()> {
     Ok(())
 }
 
-/// An instance with the workload it is a replica of (`-o json` shows both, then the instance's fields).
+/// The table `get` prints for nodes, workloads and instances, for `-w` to poll. `must_exist`: a NAME that is not
+/// there is an error (else an empty table: what a watch sees once it was deleted).
+pub async fn table_of(
+    client: &Client,
+    ns: &str,
+    args: &GetArgs,
+    selector: Option<&Selector>,
+    now: OffsetDateTime,
+    must_exist: bool,
+) -> Result<Table> {
+    let scope = if args.all_namespaces { None } else { Some(ns) };
+    let shape = Shape { wide: args.output == GetOutput::Wide, show_labels: args.show_labels, all: scope.is_none() };
+    let name = args.name.as_deref();
+    Ok(match args.what {
+        GetWhat::Nodes => nodes_table(&nodes(client, name, selector, must_exist).await?, now, shape),
+        GetWhat::Workloads => {
+            workloads_table(&workloads(client, ns, scope, name, selector, must_exist).await?, now, shape)
+        }
+        GetWhat::Instances => {
+            let workloads = client.workloads(scope).await?;
+            instances_table(&instance_rows(&workloads, ns, name, selector, must_exist)?, now, shape)
+        }
+        GetWhat::Namespaces | GetWhat::Modules | GetWhat::Events => {
+            return Err(anyhow!("-w watches nodes, workloads and instances (for events: `edgectl events -w`)"))
+        }
+    })
+}
+
+async fn nodes(client: &Client, name: Option<&str>, sel: Option<&Selector>, must_exist: bool) -> Result<Vec<NodeView>> {
+    let mut nodes = client.nodes().await?;
+    if let Some(name) = name {
+        let name = name.strip_prefix("node/").unwrap_or(name);
+        nodes.retain(|n| n.name == name);
+        if nodes.is_empty() && must_exist {
+            return Err(anyhow!("node {name} not found"));
+        }
+    }
+    if let Some(sel) = sel {
+        nodes.retain(|n| sel.matches(&n.labels));
+    }
+    Ok(nodes)
+}
+
+async fn workloads(
+    client: &Client,
+    ns: &str,
+    scope: Option<&str>,
+    name: Option<&str>,
+    sel: Option<&Selector>,
+    must_exist: bool,
+) -> Result<Vec<WorkloadView>> {
+    let mut workloads = match name.map(|n| n.strip_prefix("workload/").unwrap_or(n)) {
+        Some(name) if must_exist => vec![client.workload(ns, name).await?],
+        Some(name) => client.find_workload(ns, name).await?.into_iter().collect(),
+        None => client.workloads(scope).await?,
+    };
+    if let Some(sel) = sel {
+        workloads.retain(|w| sel.matches(&w.labels));
+    }
+    Ok(workloads)
+}
+
+/// The instances of `workloads` (those of workloads matching `sel`; the one named).
+fn instance_rows<'a>(
+    workloads: &'a [WorkloadView],
+    ns: &str,
+    name: Option<&str>,
+    sel: Option<&Selector>,
+    must_exist: bool,
+) -> Result<Vec<InstanceRow<'a>>> {
+    let mut rows: Vec<InstanceRow> = workloads
+        .iter()
+        .filter(|w| sel.is_none_or(|s| s.matches(&w.labels)))
+        .flat_map(|w| {
+            w.instances.iter().map(move |i| InstanceRow {
+                namespace: &w.namespace,
+                workload: &w.name,
+                labels: &w.labels,
+                i,
+            })
+        })
+        .collect();
+    if let Some(name) = name {
+        let id = name.strip_prefix("instance/").or_else(|| name.strip_prefix("pod/")).unwrap_or(name);
+        rows.retain(|r| r.i.id == id);
+        if rows.is_empty() && must_exist {
+            return Err(anyhow!("instance {id} not found in namespace {ns} (`edgectl get pods` lists them)"));
+        }
+    }
+    Ok(rows)
+}
+
+/// An instance with the workload it is a replica of (`-o json` shows both, its workload's labels, then the
+/// instance's fields).
 #[derive(Serialize)]
 struct InstanceRow<'a> {
     namespace: &'a str,
     workload: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: &'a BTreeMap<String, String>,
     #[serde(flatten)]
     i: &'a InstanceView,
 }
@@ -156,7 +231,7 @@ fn table(t: Table, scope: Option<Option<&str>>) {
     }
 }
 
-fn none_found(scope: Option<Option<&str>>) -> String {
+pub fn none_found(scope: Option<Option<&str>>) -> String {
     match scope {
         Some(Some(ns)) => format!("No resources found in {ns} namespace."),
         _ => "No resources found".to_string(),
@@ -303,7 +378,7 @@ fn workloads_table(workloads: &[WorkloadView], now: OffsetDateTime, shape: Shape
             row.push(w.module[..12.min(w.module.len())].to_string());
         }
         if shape.show_labels {
-            row.push("<none>".into());
+            row.push(selector::show(&w.labels));
         }
         t.push(row);
     }
@@ -336,7 +411,7 @@ fn instances_table(rows: &[InstanceRow], now: OffsetDateTime, shape: Shape) -> T
             row.extend([r.workload.to_string(), i.revision.to_string(), i.reason.clone().unwrap_or_default()]);
         }
         if shape.show_labels {
-            row.push("<none>".into());
+            row.push(selector::show(r.labels));
         }
         t.push(row);
     }
@@ -375,7 +450,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "name": "tick", "namespace": "default", "replicas": 3, "module": "0123456789abcdef0123",
             "cpu_millis": 100, "memory_bytes": 33_554_432u64, "restart": "always", "on_node_loss": "reschedule",
-            "selector": {"role": "edge"}, "env": [], "args": [], "revision": 2, "created": "2025-05-30T08:00:00Z",
+            "selector": {"role": "edge"}, "labels": {"app": "tick"}, "env": [], "args": [], "revision": 2, "created": "2025-05-30T08:00:00Z",
             "instances": [
                 instance("tick-x7k2p", Some("dev-1"), "Running", true, Some("2025-06-01T12:02:27Z")),
                 instance("tick-b9qzd", Some("dev-2"), "CrashLoopBackOff", false, Some("2025-06-01T12:03:00Z")),
@@ -434,8 +509,11 @@ mod tests {
     #[test]
     fn instances_table_is_kubectl_shaped() {
         let w = workload();
-        let rows: Vec<InstanceRow> =
-            w.instances.iter().map(|i| InstanceRow { namespace: "default", workload: "tick", i }).collect();
+        let rows: Vec<InstanceRow> = w
+            .instances
+            .iter()
+            .map(|i| InstanceRow { namespace: "default", workload: "tick", labels: &w.labels, i })
+            .collect();
         assert_eq!(
             instances_table(&rows, now(), PLAIN).render(),
             "NAME         READY   STATUS             RESTARTS   AGE   NODE\n\
@@ -447,6 +525,32 @@ mod tests {
         assert!(wide.lines().nth(2).unwrap().ends_with("dev-2    tick       2          exited with code 1"), "{wide}");
         let json = serde_json::to_value(&rows[0]).unwrap();
         assert_eq!((json["workload"].as_str(), json["id"].as_str()), (Some("tick"), Some("tick-x7k2p")));
+    }
+
+    #[test]
+    fn labels_select_workloads_and_their_instances() {
+        let w = workload();
+        let mut other = workload();
+        other.name = "other".into();
+        other.labels.clear();
+        let both = [w, other];
+        let sel = Selector::parse("app=tick").unwrap();
+        let rows = instance_rows(&both, "default", None, Some(&sel), true).unwrap();
+        assert_eq!(rows.len(), 3, "the instances of tick only");
+        assert!(rows.iter().all(|r| r.workload == "tick"));
+        let shape = Shape { wide: false, show_labels: true, all: false };
+        let pods = instances_table(&rows, now(), shape).render();
+        assert!(pods.lines().nth(1).unwrap().ends_with("dev-1    app=tick"), "{pods}");
+        let table = workloads_table(&both, now(), shape).render();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("AGE    LABELS") && lines[1].ends_with("app=tick"), "{table}");
+        assert!(lines[2].ends_with("<none>"), "{table}");
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(json["labels"]["app"], "tick");
+        let none = Selector::parse("app=nope").unwrap();
+        assert!(instance_rows(&both, "default", None, Some(&none), true).unwrap().is_empty());
+        assert!(instance_rows(&both, "default", Some("tick-gone"), None, true).is_err());
+        assert!(instance_rows(&both, "default", Some("tick-gone"), None, false).unwrap().is_empty());
     }
 
     #[test]

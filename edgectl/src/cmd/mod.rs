@@ -2,6 +2,8 @@
 //! `rollout restart`, the changes that touch only what they name).
 
 pub mod apply;
+pub mod boards;
+pub mod config;
 pub mod create;
 pub mod delete;
 pub mod deploy;
@@ -10,9 +12,13 @@ pub mod describe;
 pub mod dev;
 pub mod edit;
 pub mod events;
+pub mod flash;
 pub mod get;
+pub mod get_watch;
+pub mod install;
 pub mod logs;
 pub mod node;
 pub mod rollout;
 pub mod token;
+pub mod top;
 pub mod version;

@@ -9,6 +9,7 @@ use edge_proto::quantity::{format_cpu, format_duration, format_memory};
 use crate::cli::RolloutCommand;
 use crate::client::Client;
 use crate::follow::{follow, Ended};
+use crate::progress::Progress;
 use crate::table::Table;
 use crate::template;
 use crate::watch::{self, count, Watch};
@@ -80,6 +81,8 @@ async fn status(client: &Client, ns: &str, name: &str, timeout: Duration) -> Res
     let w = client.workload(ns, name).await?;
     println!("waiting up to {} for {}", format_duration(timeout), watch::goal(&w));
     let mut last = String::new();
+    // On a terminal a spinner runs below the lines; piped, the lines alone.
+    let spinner = Progress::spinner(format!("rollout of {ns}/{name}"));
     let progress = |w: &WorkloadView| {
         let r = &w.rollout;
         let line = format!(
@@ -90,12 +93,14 @@ async fn status(client: &Client, ns: &str, name: &str, timeout: Duration) -> Res
             count(r.old, "old replica")
         );
         if line != last {
-            println!("{line}");
+            spinner.println(&line);
             last = line;
         }
     };
     let watch = Watch::new(Some(&w), w.revision);
-    match follow(client, (ns, name), watch, timeout, Duration::from_millis(200), progress).await? {
+    let ended = follow(client, (ns, name), watch, timeout, Duration::from_millis(200), progress).await;
+    spinner.finish();
+    match ended? {
         Ended::Ready(_) => {
             println!("rollout of {ns}/{name} complete");
             Ok(())

@@ -28,12 +28,10 @@ pub enum ModuleRef {
 pub struct Workload {
     pub name: String,
     pub namespace: Option<String>,
-    /// `metadata.labels`, and where they were written (the controller does not keep workload labels yet).
-    pub labels: BTreeMap<String, String>,
-    pub labels_at: Option<Mark>,
     pub module: ModuleRef,
     pub module_at: Mark,
-    /// Everything the manifest asks for; `module` stays empty until the caller resolved [`Workload::module`].
+    /// Everything the manifest asks for, `metadata.labels` included (`request.labels`); `module` stays empty
+    /// until the caller resolved [`Workload::module`].
     pub request: DeployRequest,
 }
 
@@ -279,12 +277,11 @@ pub fn decode(doc: &Node) -> Result<Option<Object>> {
                 path: "spec".into(),
                 message: "required (spec.module at least)".into(),
             })?;
-            let (module, module_at, request) = workload_spec(Field { node: spec, at: spec_at, path: "spec" })?;
+            let (module, module_at, mut request) = workload_spec(Field { node: spec, at: spec_at, path: "spec" })?;
+            request.labels = meta.labels;
             Ok(Some(Object::Workload(Workload {
                 name: meta.name,
                 namespace: meta.namespace,
-                labels: meta.labels,
-                labels_at: meta.labels_at,
                 module,
                 module_at,
                 request,

@@ -83,12 +83,15 @@ pub fn workload(w: &WorkloadView) -> String {
             .map(|v| map([("name", s(v.name.as_str())), ("size", s(format_memory_exact(v.size_bytes)))]));
         push(&mut spec, "volumes", Yaml::Array(volumes.collect()));
     }
-    emit(&map([
-        ("apiVersion", s(API_VERSION)),
-        ("kind", s("Workload")),
-        ("metadata", map([("name", s(w.name.as_str())), ("namespace", s(w.namespace.as_str()))])),
-        ("spec", spec),
-    ]))
+    let mut metadata = map([("name", s(w.name.as_str())), ("namespace", s(w.namespace.as_str()))]);
+    if !r.labels.is_empty() {
+        push(
+            &mut metadata,
+            "labels",
+            Yaml::Hash(r.labels.iter().map(|(k, v)| (s(k.as_str()), s(v.as_str()))).collect()),
+        );
+    }
+    emit(&map([("apiVersion", s(API_VERSION)), ("kind", s("Workload")), ("metadata", metadata), ("spec", spec)]))
 }
 
 /// A namespace as the manifest that would set it again.
@@ -158,6 +161,7 @@ mod tests {
             cpu_limit_millis: Some(1500),
             timeout_ms: Some(90_000),
             volumes: vec![edge_proto::VolumeSpec { name: "data".into(), size_bytes: 16 << 20 }],
+            labels: [("app".to_string(), "tick".to_string()), ("tier".into(), "true".into())].into(),
             revision: 4,
             created: None,
             instances: Vec::new(),
@@ -179,6 +183,7 @@ mod tests {
                 memory_limit_bytes: None,
                 cpu_limit_millis: None,
                 selector: Default::default(),
+                labels: Default::default(),
                 ..view()
             },
         ] {
@@ -194,6 +199,7 @@ mod tests {
         }
         let text = workload(&view());
         assert!(text.contains("    role: edge\n") && text.contains("  replicas: 3\n"), "{text}");
+        assert!(text.contains("  labels:\n    app: tick\n"), "{text}");
     }
 
     #[test]

@@ -54,7 +54,7 @@ spec:
 fn every_field_of_a_workload() {
     let w = workload(TICK);
     assert_eq!((w.name.as_str(), w.namespace.as_deref()), ("tick", Some("team-a")));
-    assert_eq!(w.labels, BTreeMap::from([("app".into(), "tick".into())]));
+    assert_eq!(w.request.labels, BTreeMap::from([("app".into(), "tick".into())]));
     assert_eq!(w.module, ModuleRef::Path("../examples/ticker.wasm".into()));
     assert_eq!(w.module_at, Mark { line: 9, col: 3 });
     let r = &w.request;

@@ -9,3 +9,6 @@ for name in hello ticker spin membomb; do
   "$RUSTC" --edition 2021 --target wasm32-wasi -C opt-level=s -C strip=symbols -o "$name.wasm" "$name/main.rs"
   echo "built examples/$name.wasm ($(stat -c %s "$name.wasm") bytes)"
 done
+# MCU-ABI examples (edge_proto::mcu), from WebAssembly text with the workspace's own `mcu-wat` (the `wat` crate).
+(cd .. && cargo run -q -p edge-mcu-sim --bin mcu-wat -- examples/mcu-blink/blink.wat examples/mcu-blink.wasm)
+echo "built examples/mcu-blink.wasm ($(stat -c %s mcu-blink.wasm) bytes)"

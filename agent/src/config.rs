@@ -39,6 +39,9 @@ pub struct AgentConfig {
     pub join: Option<String>,
     /// Notified once the agent is up (its store open, its session started), for systemd's `READY=1`.
     pub ready: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// MQTT over TLS (`--broker mqtts://…`), pinned to the cluster key: the join token's fingerprint while
+    /// joining, the stored cluster key after. Needs an identity (a join token or an earlier join).
+    pub broker_tls: bool,
 }
 
 impl AgentConfig {
@@ -59,6 +62,7 @@ impl AgentConfig {
             engine: None,
             join: None,
             ready: None,
+            broker_tls: false,
         }
     }
 }

@@ -156,9 +156,11 @@ impl Settings {
             None => return Err(anyhow!("no node name: give --node NAME, or node = \"NAME\" in the config file")),
         };
         let broker = self.broker.as_deref().unwrap_or(DEFAULT_BROKER);
-        let (host, port) = edge_proto::parse_broker_url(broker).map_err(|e| anyhow!("--broker / broker: {e}"))?;
+        let endpoint =
+            edge_proto::parse_broker_endpoint(broker).map_err(|e| anyhow!("--broker / broker: {e} (or mqtts://…)"))?;
         let data = self.data.or(state_directory).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
-        let mut config = AgentConfig::new(node, host, port, data);
+        let mut config = AgentConfig::new(node, endpoint.host, endpoint.port, data);
+        config.broker_tls = endpoint.tls;
         config.limits.outbox = match self.outbox_limit {
             Some(0) => return Err(anyhow!("--outbox-limit / outbox-limit must be at least 1")),
             Some(n) => n,

@@ -55,6 +55,8 @@ pub enum JoinError {
     WrongNode { asked: String, got: String },
     #[error("join refused: the controller's key is not usable ({0})")]
     BadClusterKey(KeyError),
+    #[error("cannot set up TLS to the broker: {0}")]
+    Tls(String),
     #[error("join refused: the controller's key {offered} does not match the token's fingerprint {pinned}")]
     ClusterKeyMismatch { offered: Fingerprint, pinned: Fingerprint },
     #[error("join refused: the controller's acceptance is not signed by the cluster key")]
@@ -89,8 +91,12 @@ pub async fn join(
     let request =
         JoinRequest { token_id: id, token_secret: *token.secret().as_bytes(), node: config.node.clone(), node_key };
     let user = proto::join_username(&id);
-    let link = LinkOptions::new(user.clone(), config.broker_host.clone(), config.broker_port)
+    let mut link = LinkOptions::new(user.clone(), config.broker_host.clone(), config.broker_port)
         .credentials(user, proto::hex(token.secret().as_bytes()));
+    if config.broker_tls {
+        // The broker must be the cluster's before the token's secret goes to it.
+        link = link.tls_pinned(*token.fingerprint().as_bytes()).map_err(|e| JoinError::Tls(e.to_string()))?;
+    }
     let topics =
         Topics { request: proto::request_topic(&config.prefix, &id), reply: proto::reply_topic(&config.prefix, &id) };
     tracing::info!(node = %config.node, token = %token.id(), "joining the cluster");

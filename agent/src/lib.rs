@@ -88,7 +88,21 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Re
     let mut node = Node::open(&config, Some(core_tx), verifier)?;
     node.core.boot()?;
     let password = identity.as_ref().map(|i| i.password.as_str());
-    let link = session::link_options(&config.node, &config.broker_host, config.broker_port, &topics, password);
+    let mut link = session::link_options(&config.node, &config.broker_host, config.broker_port, &topics, password);
+    if config.broker_tls {
+        let Some(identity) = &identity else {
+            return Err(AgentError::Config(
+                "mqtts:// needs the cluster's key to pin: join with --join TOKEN (its fingerprint names the cluster)"
+                    .into(),
+            ));
+        };
+        let key = identity
+            .cluster_key()
+            .map_err(|e| AgentError::Config(format!("the stored cluster key is unusable: {e}")))?;
+        link = link
+            .tls_pinned(*key.fingerprint().as_bytes())
+            .map_err(|e| AgentError::Config(format!("cannot set up TLS to the broker: {e}")))?;
+    }
     let mailboxes = session::Mailboxes { core: core_rx, logs: logs_rx };
     let session = tokio::spawn(session::run(link, topics, node.inputs_tx.clone(), mailboxes, tagger, shutdown.clone()));
     // Up: the store is open, the persisted spec runs, the session is started (a service manager may go on).

@@ -92,12 +92,18 @@ pub struct Loaded {
 pub fn load(path: &Path) -> Result<Loaded, ManifestError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: shown.clone(), source })?;
+    parse(&text, &shown, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// A manifest's text, named `shown` in errors, its module paths relative to `base`. Pure apart from reading the
+/// module files (the fuzz targets call it with text they made).
+pub fn parse(text: &str, shown: &str, base: &Path) -> Result<Loaded, ManifestError> {
+    let shown = shown.to_string();
     let file: File =
-        toml::from_str(&text).map_err(|e| ManifestError::Syntax { path: shown.clone(), message: e.to_string() })?;
+        toml::from_str(text).map_err(|e| ManifestError::Syntax { path: shown.clone(), message: e.to_string() })?;
     if file.workloads.is_empty() {
         return Err(ManifestError::Syntax { path: shown, message: "no [[workload]] tables".into() });
     }
-    let base = path.parent().unwrap_or(Path::new("."));
     let mut names = HashSet::new();
     let mut instances = Vec::new();
     let mut modules: Vec<(Sha256, Vec<u8>)> = Vec::new();
@@ -135,17 +141,7 @@ pub fn load(path: &Path) -> Result<Loaded, ManifestError> {
             }
         }
         let module_path = base.join(&w.module);
-        let size = std::fs::metadata(&module_path)
-            .map_err(|e| bad(format!("cannot read module {}: {e}", module_path.display())))?
-            .len();
-        if size > MAX_MODULE {
-            return Err(bad(format!(
-                "module {} is {size} bytes, over the limit of {MAX_MODULE}",
-                module_path.display()
-            )));
-        }
-        let bytes = std::fs::read(&module_path)
-            .map_err(|e| bad(format!("cannot read module {}: {e}", module_path.display())))?;
+        let bytes = read_module(&module_path).map_err(&bad)?;
         if !bytes.starts_with(b"\0asm") && wasmtime::Engine::detect_precompiled(&bytes).is_none() {
             return Err(bad(format!("{} is neither WebAssembly nor a precompiled artifact", module_path.display())));
         }
@@ -176,6 +172,27 @@ pub fn load(path: &Path) -> Result<Loaded, ManifestError> {
     }
     instances.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(Loaded { instances, modules })
+}
+
+/// A module file's bytes. Only a regular file is read (`/dev/zero`, a FIFO or a terminal would never end, or
+/// block), and never past [`MAX_MODULE`], even if the file grows between the size check and the read.
+fn read_module(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read module {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(format!("module {} is not a regular file", path.display()));
+    }
+    let over = |size: u64| format!("module {} is {size} bytes, over the limit of {MAX_MODULE}", path.display());
+    if meta.len() > MAX_MODULE {
+        return Err(over(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_MODULE + 1).read_to_end(&mut bytes)).map_err(cannot)?;
+    if bytes.len() as u64 > MAX_MODULE {
+        return Err(over(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -213,6 +230,8 @@ mod tests {
         for (text, expect) in [
             ("[[workload]]\nname = \"Bad\"\nmodule = \"m.wasm\"\n", "name"),
             ("[[workload]]\nname = \"a\"\nmodule = \"nope.wasm\"\n", "cannot read module"),
+            ("[[workload]]\nname = \"a\"\nmodule = \"/dev/zero\"\n", "is not a regular file"),
+            ("[[workload]]\nname = \"a\"\nmodule = \".\"\n", "is not a regular file"),
             ("[[workload]]\nname = \"a\"\nmodule = \"m.wasm\"\nmemory = \"lots\"\n", "memory"),
             ("[[workload]]\nname = \"a\"\nmodule = \"m.wasm\"\nrestart = \"sometimes\"\n", "restart"),
             ("[[workload]]\nname = \"a\"\nmodule = \"m.wasm\"\ncolour = 1\n", "colour"),

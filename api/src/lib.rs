@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod access;
+pub use access::{AuditView, CredentialCreated, CredentialRequest, CredentialView};
+
 /// Body of `PUT /v1/namespaces/{ns}/workloads/{name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployRequest {

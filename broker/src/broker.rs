@@ -1,4 +1,5 @@
-//! The broker's shell: bind, the accept loop, the cloneable [`BrokerHandle`] and shutdown.
+//! The broker's shell: bind, the accept loop (with the TLS handshake when [`Config::tls`] is set), the
+//! cloneable [`BrokerHandle`] and shutdown.
 //!
 //! Shutdown follows the one pattern used across the project (mini-redis): a `watch` flag tells every task to
 //! stop, and every task holds a clone of one `mpsc::Sender` that it drops as it ends, so [`Broker::shutdown`]
@@ -18,6 +19,7 @@ use crate::connection;
 use crate::error::{BindError, LocalError};
 use crate::local::{self, LocalReceiver, LocalSender};
 use crate::policy::Policy;
+use crate::rate::Rate;
 use crate::router::Router;
 use crate::stats::{bump, Counters, Stats};
 
@@ -31,6 +33,9 @@ pub(crate) struct Shared {
     pub(crate) max_packet_size: usize,
     pub(crate) max_connections: usize,
     pub(crate) connect_timeout: Duration,
+    /// Each network connection's inbound pace (see [`Config::inbound_bytes`]).
+    pub(crate) inbound_bytes: Option<Rate>,
+    pub(crate) inbound_packets: Option<Rate>,
     next_conn: AtomicU64,
     /// Set to true once, by shutdown.
     pub(crate) shutdown: watch::Sender<bool>,
@@ -81,11 +86,14 @@ impl Broker {
             max_packet_size: config.max_packet_size,
             max_connections: config.max_connections,
             connect_timeout: config.connect_timeout,
+            inbound_bytes: config.inbound_bytes,
+            inbound_packets: config.inbound_packets,
             next_conn: AtomicU64::new(0),
             shutdown,
         });
         let (done_tx, done) = mpsc::channel(1);
-        tokio::spawn(accept_loop(listener, shared.clone(), done_tx));
+        let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
+        tokio::spawn(accept_loop(listener, tls, shared.clone(), done_tx));
         Ok(Broker { handle: BrokerHandle { shared }, local_addr, done })
     }
 
@@ -140,11 +148,11 @@ impl BrokerHandle {
     }
 
     pub fn stats(&self) -> Stats {
-        let (sessions, retained) = {
+        let (sessions, retained, retained_bytes) = {
             let r = self.shared.router();
-            (r.sessions(), r.retained())
+            (r.sessions(), r.retained(), r.retained_bytes())
         };
-        self.shared.stats.snapshot(sessions, retained)
+        self.shared.stats.snapshot(sessions, retained, retained_bytes)
     }
 
     /// Starts shutdown and returns at once: the listener closes, every connection and local link ends, and
@@ -155,7 +163,12 @@ impl BrokerHandle {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, done: mpsc::Sender<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    done: mpsc::Sender<()>,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -176,7 +189,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, done: mpsc::Sen
                     continue;
                 }
                 bump(&shared.stats.connections_open);
-                tokio::spawn(connection::serve(shared.clone(), stream, peer, done.clone()));
+                let open = connection::OpenGuard(shared.clone());
+                match &tls {
+                    None => {
+                        tokio::spawn(connection::serve(shared.clone(), open, stream, peer, done.clone()));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(handshake(acceptor.clone(), shared.clone(), open, stream, peer, done.clone()));
+                    }
+                }
             }
             Err(e) => {
                 // Typically out of file descriptors: back off instead of spinning, still listening for shutdown.
@@ -189,4 +210,32 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, done: mpsc::Sen
         }
     }
     debug!("listener closed");
+}
+
+/// The TLS handshake on its own task (a slow client holds only itself), bounded by the CONNECT timeout, then
+/// the connection as over plain TCP. A failed handshake closes the socket before a byte of MQTT is read.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+    open: connection::OpenGuard,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    done: mpsc::Sender<()>,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let accepted = tokio::select! {
+        a = tokio::time::timeout(shared.connect_timeout, acceptor.accept(stream)) => a,
+        _ = shutdown.wait_for(|stop| *stop) => return,
+    };
+    match accepted {
+        Ok(Ok(stream)) => connection::serve(shared.clone(), open, stream, peer, done).await,
+        Ok(Err(e)) => {
+            bump(&shared.stats.tls_handshakes_failed);
+            debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            bump(&shared.stats.tls_handshakes_failed);
+            debug!(%peer, "TLS handshake timed out");
+        }
+    }
 }

@@ -3,9 +3,15 @@
 //!
 //! The task never blocks the router: it takes the lock only for short synchronous calls, asks the policy
 //! outside it, and encodes and writes outside it. Memory per connection is bounded: the read buffer by
-//! `max_packet_size` (a larger header closes the connection before its body arrives), the write buffer by
-//! [`WRITE_HIGH_WATER`] plus one batch (above it the task neither reads nor takes from the queue, so a client
-//! that does not read cannot make the broker buffer acks for it).
+//! `max_packet_size` (a larger header closes the connection before its body arrives) plus one read, the write
+//! buffer by [`WRITE_HIGH_WATER`] plus one batch (above it the task neither reads nor takes from the queue, so
+//! a client that does not read cannot make the broker buffer acks for it).
+//!
+//! Inbound pace: each packet handled spends its size and one packet from the connection's [`Inbound`] buckets
+//! (`Config::inbound_bytes`, `Config::inbound_packets`). Once they say wait, the task handles nothing more and
+//! reads nothing more until they refill: the unread bytes stay in the kernel, TCP's window closes and the
+//! client's own writes block. So a flooding client slows itself down while every other connection is served,
+//! and it is not disconnected (its keep-alive deadline is suspended while it waits, and restarts after).
 //!
 //! Every way out ends in [`Router::detach`](crate::router::Router::detach); only a clean DISCONNECT skips the
 //! Last Will.
@@ -19,15 +25,15 @@ use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Login, Packet, PubAck, PubComp, PubRec, Publish, SubAck, UnsubAck,
 };
 use rumqttc::mqttbytes::{Error as CodecError, Protocol, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio::time::{sleep, sleep_until, timeout_at, Instant};
 use tracing::debug;
 
 use crate::broker::Shared;
 use crate::message::{cap_qos, Message};
 use crate::policy::{Credentials, Identity, Refusal};
+use crate::rate::Inbound;
 use crate::router::Attach;
 use crate::session::{ConnId, Outgoing, SessionId, Signal};
 use crate::stats::bump;
@@ -58,8 +64,13 @@ enum End {
     Stopped,
 }
 
-/// Decrements the open-connection gauge however the task ends.
-struct OpenGuard(Arc<Shared>);
+/// What a connection runs over: a TCP socket, or a TLS stream on one.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+/// Decrements the open-connection gauge however the connection ends (from its TLS handshake on, if any).
+pub(crate) struct OpenGuard(pub(crate) Arc<Shared>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -68,8 +79,13 @@ impl Drop for OpenGuard {
 }
 
 /// Serves one accepted socket to the end. `_done` is held until the task ends (shutdown waits for all of them).
-pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, _done: mpsc::Sender<()>) {
-    let _open = OpenGuard(shared.clone());
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    _open: OpenGuard,
+    mut stream: impl Stream,
+    peer: SocketAddr,
+    _done: mpsc::Sender<()>,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     let conn = ConnId(shared.next_conn());
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -114,7 +130,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: Sock
 }
 
 /// Reads until one whole packet is buffered; it must be CONNECT.
-async fn read_connect(stream: &mut TcpStream, rbuf: &mut BytesMut, max: usize) -> Result<Connect, End> {
+async fn read_connect(stream: &mut impl Stream, rbuf: &mut BytesMut, max: usize) -> Result<Connect, End> {
     loop {
         match Packet::read(rbuf, max) {
             Ok(Packet::Connect(c)) => return Ok(c),
@@ -209,21 +225,32 @@ fn accept(shared: &Shared, connect: Connect, conn: ConnId, peer: SocketAddr) -> 
 async fn run(
     shared: &Shared,
     live: &Live,
-    stream: &mut TcpStream,
+    stream: &mut impl Stream,
     mut rbuf: BytesMut,
     mut wbuf: BytesMut,
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut batch: Vec<Outgoing> = Vec::new();
     // Whether the session queue may hold something to send; set by wake-ups, acks and subscribes.
     let mut pull = true;
     let mut last_packet = Instant::now();
-    // Packets that arrived together with CONNECT.
-    if let Err(end) = handle_buffered(shared, live, &mut rbuf, &mut wbuf, &mut pull, &mut last_packet) {
-        return end;
-    }
+    let mut inbound = Inbound::new(shared.inbound_bytes, shared.inbound_packets, last_packet.into_std());
+    // Whether `rbuf` may hold whole packets not handled yet: those that arrived with CONNECT, bytes just read,
+    // or what was left when the inbound rate said wait. Nothing more is read until they are handled.
+    let mut pending = true;
     loop {
+        if pending && wbuf.len() < WRITE_HIGH_WATER && inbound.wait(Instant::now().into_std()).is_zero() {
+            match handle_buffered(shared, live, &mut rbuf, &mut wbuf, &mut pull, &mut last_packet, &mut inbound) {
+                Ok(paused) => {
+                    pending = paused;
+                    if paused {
+                        bump(&shared.stats.inbound_throttled);
+                    }
+                }
+                Err(end) => return end,
+            }
+        }
         if pull && wbuf.len() < WRITE_HIGH_WATER {
             batch.clear();
             match shared.router().take(live.session, live.conn, TAKE_MAX, TAKE_BUDGET, &mut batch) {
@@ -236,11 +263,13 @@ async fn run(
                 }
             }
         }
-        let reading = wbuf.len() < WRITE_HIGH_WATER;
+        let pause = if pending { inbound.wait(Instant::now().into_std()) } else { Duration::ZERO };
+        let reading = !pending && wbuf.len() < WRITE_HIGH_WATER;
         if reading {
             rbuf.reserve(READ_CHUNK);
         }
-        let expiry = live.grace.map(|g| last_packet + g);
+        // A client held back by its rate has sent what we have not handled yet: it is alive.
+        let expiry = live.grace.filter(|_| pause.is_zero()).map(|g| last_packet + g);
         tokio::select! {
             biased;
             _ = live.signal.killed() => return End::Stopped,
@@ -252,19 +281,18 @@ async fn run(
             r = reader.read_buf(&mut rbuf), if reading => {
                 match r {
                     Ok(0) | Err(_) => return End::Lost,
-                    Ok(_) => {}
-                }
-                if let Err(end) = handle_buffered(shared, live, &mut rbuf, &mut wbuf, &mut pull, &mut last_packet) {
-                    return end;
+                    Ok(_) => pending = true,
                 }
             }
+            _ = sleep(pause), if !pause.is_zero() => last_packet = Instant::now(),
             _ = live.signal.woken() => pull = true,
             _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => return End::Expired,
         }
     }
 }
 
-/// Handles every complete packet in `rbuf`.
+/// Handles the complete packets in `rbuf` while the inbound rate allows. `Ok(true)`: it stopped because the
+/// rate says wait (packets may be left); `Ok(false)`: every complete packet was handled.
 fn handle_buffered(
     shared: &Shared,
     live: &Live,
@@ -272,14 +300,22 @@ fn handle_buffered(
     wbuf: &mut BytesMut,
     pull: &mut bool,
     last_packet: &mut Instant,
-) -> Result<(), End> {
+    inbound: &mut Inbound,
+) -> Result<bool, End> {
+    // One clock reading per batch: time does not advance for the buckets within it, which only errs strict.
+    let now = Instant::now();
     loop {
+        if !inbound.wait(now.into_std()).is_zero() {
+            return Ok(true);
+        }
+        let before = rbuf.len();
         match Packet::read(rbuf, shared.max_packet_size) {
             Ok(packet) => {
-                *last_packet = Instant::now();
+                inbound.spend(now.into_std(), before.saturating_sub(rbuf.len()));
+                *last_packet = now;
                 handle(shared, live, packet, wbuf, pull)?;
             }
-            Err(CodecError::InsufficientBytes(_)) => return Ok(()),
+            Err(CodecError::InsufficientBytes(_)) => return Ok(false),
             Err(CodecError::PayloadSizeLimitExceeded(_)) => return Err(End::Protocol("packet too large")),
             Err(_) => return Err(End::Protocol("malformed packet")),
         }
@@ -370,7 +406,7 @@ fn encode(wbuf: &mut BytesMut, packet: &Packet) -> Result<(), End> {
 
 /// Writes one packet and closes our side; used for a refusing CONNACK before the socket is dropped. Bounded in
 /// time: a peer that does not read cannot hold the task.
-async fn write_packet_now(stream: &mut TcpStream, packet: &Packet) {
+async fn write_packet_now(stream: &mut impl Stream, packet: &Packet) {
     let mut buf = BytesMut::new();
     if encode(&mut buf, packet).is_err() {
         return;

@@ -15,6 +15,8 @@
 //!   synchronous operations, unit-tested without sockets.
 //! - `session`: per-client state and the bounded outbox with its QoS 1 in-flight window (pure).
 //! - `trie`: the subscription trie (pure). `retained`: the retained store, also a trie, and [`RetainedSink`].
+//! - `rate`: the inbound pace of a connection (token buckets on bytes and packets) and the sampler that
+//!   rate-limits repeated warnings (pure).
 //! - `topic`: name and filter validation (pure). [`policy`](Policy), [`config`](Config), [`stats`](Stats),
 //!   [`local`](LocalSender): the public surface. `message`: [`Message`].
 //!
@@ -45,9 +47,18 @@
 //!   queued QoS 1 messages (not QoS 0) while offline, within the same bounds, and re-sends unacknowledged
 //!   messages with DUP and their original packet ids on resume; an offline session is resumed only by the same
 //!   identity. Sessions live in memory only.
-//! - **Retained**: in memory, bounded by count and bytes, keyed by a trie so a new subscription walks only
-//!   matching branches; [`RetainedSink`] hears every change so the embedder can persist them (restore by
-//!   publishing with `retain` through a local link).
+//! - **Retained**: in memory, keyed by a trie so a new subscription walks only matching branches;
+//!   [`RetainedSink`] hears every change so the embedder can persist them (restore by publishing with
+//!   `retain` through a local link). Each message is charged to its publisher: a network client has a budget
+//!   of its own (per principal, else per client id) and all of them one together; local links have their own,
+//!   unlimited by default, so no client can crowd out the controller's node specs. A retain over a budget is
+//!   refused (the message is still delivered; QoS 1 is still acknowledged, since 3.1.1 has no negative
+//!   PUBACK and this broker does not speak MQTT 5), the topic's older message removed, the refusal counted
+//!   and logged at most once per 10 s. Clearing always works.
+//! - **Inbound pace**: each network connection may send so many bytes and packets per second, with a burst
+//!   ([`Config::inbound_bytes`], [`Config::inbound_packets`]). Past that the broker stops reading that
+//!   socket until the buckets refill (back-pressure: the client slows down, nobody is disconnected, and
+//!   every other connection is served meanwhile).
 //! - **Bounds**: packets above `max_packet_size` close the connection (3.1.1 cannot say why); filters and
 //!   retained topics have at most [`MAX_LEVELS`] levels; client ids at most 256 bytes; sessions, connections
 //!   and subscriptions per session are capped; a socket has `connect_timeout` to send CONNECT.
@@ -68,6 +79,7 @@ mod error;
 mod local;
 mod message;
 mod policy;
+mod rate;
 mod retained;
 mod router;
 mod session;
@@ -81,6 +93,7 @@ pub use error::{BindError, LocalError};
 pub use local::{LocalReceiver, LocalSender};
 pub use message::Message;
 pub use policy::{AllowAll, Credentials, Identity, Policy, Refusal};
+pub use rate::Rate;
 pub use retained::RetainedSink;
 pub use rumqttc::mqttbytes::QoS;
 pub use stats::Stats;

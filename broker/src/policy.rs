@@ -43,6 +43,11 @@ impl Identity {
     pub fn name(&self) -> Option<&str> {
         self.0.as_deref()
     }
+
+    /// The principal's name, shared (a retained message's owner keeps it without copying).
+    pub(crate) fn shared_name(&self) -> Option<&Arc<str>> {
+        self.0.as_ref()
+    }
 }
 
 impl fmt::Debug for Identity {

@@ -17,17 +17,25 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rumqttc::mqttbytes::v4::SubscribeReasonCode;
 use rumqttc::mqttbytes::QoS;
+use tracing::warn;
 
 use crate::config::{Config, Takeover};
 use crate::message::{min_qos, Message};
 use crate::policy::{Identity, Refusal};
-use crate::retained::{Retain, RetainedSink, RetainedStore};
+use crate::rate::Sampler;
+use crate::retained::{Owner, Retain, RetainedSink, RetainedStore};
 use crate::session::{Attachment, ConnId, Outbox, Outgoing, Session, SessionId, Signal};
 use crate::stats::{add, bump, Counters};
 use crate::trie::FilterTrie;
+
+/// At most one warning about refused retained messages per this interval (the rest are counted in it).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Longest topic or client id quoted in a warning: both are the peer's words, up to 64 KiB.
+const LOG_QUOTE: usize = 128;
 
 /// A request to attach a connection (or local link) to the session for `client_id`.
 #[derive(Debug)]
@@ -70,6 +78,8 @@ pub(crate) struct Router {
     closed: bool,
     limits: Limits,
     sink: Option<Arc<dyn RetainedSink>>,
+    /// Rate-limits the warning a refused retained message logs.
+    refusals: Sampler,
     stats: Arc<Counters>,
 }
 
@@ -79,7 +89,7 @@ impl Router {
             sessions: HashMap::new(),
             by_client: HashMap::new(),
             trie: FilterTrie::default(),
-            retained: RetainedStore::new(config.max_retained_messages, config.max_retained_bytes),
+            retained: RetainedStore::new(config.retained_caps()),
             revoked: HashSet::new(),
             next_session: 0,
             closed: false,
@@ -93,6 +103,7 @@ impl Router {
                 takeover: config.takeover,
             },
             sink: config.retained_sink.clone(),
+            refusals: Sampler::new(REFUSAL_LOG_EVERY),
             stats,
         }
     }
@@ -103,6 +114,10 @@ impl Router {
 
     pub(crate) fn retained(&self) -> usize {
         self.retained.len()
+    }
+
+    pub(crate) fn retained_bytes(&self) -> usize {
+        self.retained.bytes()
     }
 
     /// Attaches a connection, taking over, resuming or creating the session (see [`Takeover`]).
@@ -194,21 +209,23 @@ impl Router {
 
     /// Ends whatever attachment `sid` has (stopping its task) and, if `will`, publishes its Last Will.
     fn end_attachment(&mut self, sid: SessionId, will: bool) {
-        if let Some(w) = self.detach_will(sid).filter(|_| will) {
+        if let Some((w, owner)) = self.detach_will(sid).filter(|_| will) {
             bump(&self.stats.wills_published);
-            self.route(w);
+            self.route(w, owner);
         }
     }
 
-    /// Ends whatever attachment `sid` has and returns its will for the caller to publish.
-    fn detach_will(&mut self, sid: SessionId) -> Option<Message> {
+    /// Ends whatever attachment `sid` has and returns its will, with who is charged if it is retained, for the
+    /// caller to publish (the owner is taken first: the session may be gone after).
+    fn detach_will(&mut self, sid: SessionId) -> Option<(Message, Owner)> {
         let s = self.sessions.get_mut(&sid)?;
         let att = s.attached.take()?;
         att.signal.kill();
+        let owner = owner_of(s);
         if !s.persistent {
             self.discard(sid);
         }
-        att.will
+        att.will.map(|w| (w, owner))
     }
 
     /// Called by a connection as it ends. `will`: false only after a clean DISCONNECT.
@@ -229,22 +246,20 @@ impl Router {
     /// Publishes `message` (a valid topic name; QoS already capped at 1) from an attached connection. Returns
     /// false if the connection is stale.
     pub(crate) fn publish(&mut self, sid: SessionId, conn: ConnId, message: Message) -> bool {
-        if !self.is_attached(sid, conn) {
-            return false;
-        }
+        let Some(owner) = self.session_for(sid, conn).map(|s| owner_of(s)) else { return false };
         bump(&self.stats.messages_in);
-        self.route(message);
+        self.route(message, owner);
         true
     }
 
     /// Stores (if retained) and delivers a message to every matching session. Wills of the slow consumers it
     /// disconnects are routed in turn, iteratively (each session ends at most once, so this terminates, and
     /// the stack does not grow with the number of sessions).
-    fn route(&mut self, message: Message) {
-        let mut pending = vec![message];
-        while let Some(message) = pending.pop() {
+    fn route(&mut self, message: Message, owner: Owner) {
+        let mut pending = vec![(message, owner)];
+        while let Some((message, owner)) = pending.pop() {
             if message.retain {
-                self.retain(&message);
+                self.retain(&message, &owner);
             }
             let mut targets: HashMap<SessionId, QoS> = HashMap::new();
             self.trie.for_each_match(&message.topic, |sid, qos| {
@@ -262,23 +277,33 @@ impl Router {
             }
             for sid in slow {
                 bump(&self.stats.slow_consumers_disconnected);
-                if let Some(w) = self.detach_will(sid) {
+                if let Some(will) = self.detach_will(sid) {
                     bump(&self.stats.wills_published);
-                    pending.push(w);
+                    pending.push(will);
                 }
             }
         }
     }
 
-    fn retain(&mut self, message: &Message) {
-        let outcome = self.retained.set(message);
-        if outcome == Retain::Refused {
+    fn retain(&mut self, message: &Message, owner: &Owner) {
+        let outcome = self.retained.set(message, owner);
+        if let Retain::Refused(bound) = outcome {
             bump(&self.stats.retained_refused);
+            if let Some(suppressed) = self.refusals.sample(Instant::now()) {
+                warn!(
+                    topic = ?clip(&message.topic),
+                    bytes = message.cost(),
+                    publisher = %clip(&owner.to_string()),
+                    suppressed,
+                    "retained message refused: over {bound}; delivered but not stored, and the topic's retained \
+                     message removed (`suppressed`: refusals since the last warning)"
+                );
+            }
         }
         if let Some(sink) = &self.sink {
             match outcome {
                 Retain::Stored => sink.changed(&message.topic, Some(message)),
-                Retain::Removed | Retain::Refused => sink.changed(&message.topic, None),
+                Retain::Removed | Retain::Refused(_) => sink.changed(&message.topic, None),
                 Retain::Nothing => {}
             }
         }
@@ -433,6 +458,27 @@ impl Router {
     }
 }
 
+/// Who is charged for what a session publishes retained: local links on their own budget, a principal for
+/// all its client ids, an anonymous client by its id.
+fn owner_of(s: &Session) -> Owner {
+    if s.local {
+        return Owner::Local;
+    }
+    match s.identity.shared_name() {
+        Some(name) => Owner::Principal(name.clone()),
+        None => Owner::Client(s.client_id.clone()),
+    }
+}
+
+/// The first [`LOG_QUOTE`] bytes of `s` (cut at a character boundary).
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(LOG_QUOTE);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Overflow {
     Dropped,
@@ -440,200 +486,4 @@ enum Overflow {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rumqttc::mqttbytes::QoS::{AtLeastOnce, AtMostOnce};
-
-    fn router(f: impl FnOnce(&mut Config)) -> Router {
-        let mut c = Config::new("127.0.0.1:0".parse().unwrap());
-        f(&mut c);
-        Router::new(&c, Arc::new(Counters::default()))
-    }
-
-    struct Client {
-        sid: SessionId,
-        conn: ConnId,
-        signal: Arc<Signal>,
-        present: bool,
-    }
-
-    fn attach(r: &mut Router, id: &str, who: Identity, clean: bool, conn: u64) -> Result<Client, Refusal> {
-        let signal = Arc::new(Signal::default());
-        let will = Some(Message::new(format!("will/{id}"), "gone", AtLeastOnce, false));
-        let a = Attach {
-            client_id: id.into(),
-            identity: who,
-            clean,
-            will,
-            local: false,
-            conn: ConnId(conn),
-            signal: signal.clone(),
-        };
-        r.attach(a).map(|at| Client { sid: at.session, conn: ConnId(conn), signal, present: at.session_present })
-    }
-
-    fn drain(r: &mut Router, c: &Client) -> Vec<Outgoing> {
-        let mut out = Vec::new();
-        r.take(c.sid, c.conn, usize::MAX, usize::MAX, &mut out);
-        for o in &out {
-            if o.pkid != 0 {
-                r.ack(c.sid, c.conn, o.pkid);
-            }
-        }
-        out
-    }
-
-    fn sub(r: &mut Router, c: &Client, f: &str, q: QoS) {
-        r.subscribe(c.sid, c.conn, vec![(f.into(), Some(q))]).unwrap();
-    }
-
-    #[test]
-    fn overlapping_filters_deliver_once_at_the_highest_qos() {
-        let mut r = router(|_| {});
-        let a = attach(&mut r, "a", Identity::anonymous(), true, 1).unwrap();
-        sub(&mut r, &a, "t/#", AtMostOnce);
-        sub(&mut r, &a, "t/+", AtLeastOnce);
-        r.publish(a.sid, a.conn, Message::new("t/x", "p", AtLeastOnce, false));
-        let got = drain(&mut r, &a);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].message.qos, AtLeastOnce);
-    }
-
-    #[test]
-    fn takeover_rules() {
-        let mut r = router(|_| {});
-        let n1 = Identity::principal("n1");
-        let first = attach(&mut r, "c", n1.clone(), true, 1).unwrap();
-        assert_eq!(attach(&mut r, "c", Identity::principal("n2"), true, 2).err(), Some(Refusal::NotAuthorized));
-        assert!(!first.signal.is_killed());
-        let second = attach(&mut r, "c", n1, true, 3).unwrap();
-        assert!(first.signal.is_killed());
-        assert!(!r.ack(first.sid, first.conn, 1), "the old connection is stale");
-        assert!(r.ack(second.sid, second.conn, 1));
-
-        let mut r = router(|c| c.takeover = Takeover::Never);
-        attach(&mut r, "c", Identity::anonymous(), true, 1).unwrap();
-        assert!(attach(&mut r, "c", Identity::anonymous(), true, 2).is_err());
-    }
-
-    #[test]
-    fn takeover_publishes_the_old_will_first() {
-        let mut r = router(|_| {});
-        let watcher = attach(&mut r, "w", Identity::anonymous(), true, 1).unwrap();
-        sub(&mut r, &watcher, "will/#", AtLeastOnce);
-        attach(&mut r, "c", Identity::anonymous(), true, 2).unwrap();
-        attach(&mut r, "c", Identity::anonymous(), true, 3).unwrap();
-        let got = drain(&mut r, &watcher);
-        assert_eq!(got.len(), 1);
-        assert_eq!(&*got[0].message.topic, "will/c");
-    }
-
-    #[test]
-    fn persistent_session_queues_qos1_only_while_offline() {
-        let mut r = router(|_| {});
-        let p = attach(&mut r, "p", Identity::anonymous(), false, 1).unwrap();
-        assert!(!p.present);
-        sub(&mut r, &p, "t", AtLeastOnce);
-        r.detach(p.sid, p.conn, false);
-        let pubr = attach(&mut r, "pub", Identity::anonymous(), true, 2).unwrap();
-        r.publish(pubr.sid, pubr.conn, Message::new("t", "q0", AtMostOnce, false));
-        r.publish(pubr.sid, pubr.conn, Message::new("t", "q1", AtLeastOnce, false));
-        let p = attach(&mut r, "p", Identity::anonymous(), false, 3).unwrap();
-        assert!(p.present);
-        let got = drain(&mut r, &p);
-        assert_eq!(got.iter().map(|o| &o.message.payload[..]).collect::<Vec<_>>(), vec![b"q1"]);
-        // A clean reconnect forgets it.
-        let p = attach(&mut r, "p", Identity::anonymous(), true, 4).unwrap();
-        assert!(!p.present);
-        r.detach(p.sid, p.conn, false);
-        assert_eq!(r.sessions(), 1, "only the publisher's session is left");
-    }
-
-    #[test]
-    fn offline_session_of_another_identity_is_not_resumed() {
-        let mut r = router(|_| {});
-        let p = attach(&mut r, "p", Identity::principal("a"), false, 1).unwrap();
-        sub(&mut r, &p, "t", AtLeastOnce);
-        r.detach(p.sid, p.conn, false);
-        let q = attach(&mut r, "p", Identity::principal("b"), false, 2).unwrap();
-        assert!(!q.present);
-    }
-
-    #[test]
-    fn slow_consumer_is_disconnected_on_qos1_overflow_but_qos0_only_drops() {
-        let mut r = router(|c| c.max_queued_messages = 2);
-        let slow = attach(&mut r, "slow", Identity::anonymous(), true, 1).unwrap();
-        sub(&mut r, &slow, "t", AtLeastOnce);
-        let p = attach(&mut r, "p", Identity::anonymous(), true, 2).unwrap();
-        for _ in 0..3 {
-            r.publish(p.sid, p.conn, Message::new("t", "x", AtMostOnce, false));
-        }
-        assert!(!slow.signal.is_killed());
-        r.publish(p.sid, p.conn, Message::new("t", "x", AtLeastOnce, false));
-        assert!(slow.signal.is_killed());
-        assert_eq!(r.sessions(), 1, "its clean session is gone");
-    }
-
-    #[test]
-    fn kick_and_revoke() {
-        let mut r = router(|_| {});
-        let c = attach(&mut r, "n", Identity::anonymous(), false, 1).unwrap();
-        assert!(r.kick("n", false));
-        assert!(c.signal.is_killed());
-        assert!(!r.kick("n", false), "already offline");
-        let c = attach(&mut r, "n", Identity::anonymous(), false, 2).unwrap();
-        assert!(c.present, "a plain kick keeps the persistent session");
-        assert!(r.kick("n", true));
-        assert_eq!(attach(&mut r, "n", Identity::anonymous(), false, 3).err(), Some(Refusal::NotAuthorized));
-        assert!(r.reinstate("n"));
-        assert!(!attach(&mut r, "n", Identity::anonymous(), false, 4).unwrap().present);
-    }
-
-    #[test]
-    fn retained_for_new_subscriptions_is_bounded_by_the_queue() {
-        let mut r = router(|c| c.max_queued_messages = 3);
-        let p = attach(&mut r, "p", Identity::anonymous(), true, 1).unwrap();
-        for i in 0..5 {
-            r.publish(p.sid, p.conn, Message::new(format!("r/{i}"), "v", AtLeastOnce, true));
-        }
-        let s = attach(&mut r, "s", Identity::anonymous(), true, 2).unwrap();
-        sub(&mut r, &s, "r/+", AtMostOnce);
-        let got = drain(&mut r, &s);
-        assert_eq!(got.len(), 3);
-        assert!(got.iter().all(|o| o.message.retain && o.message.qos == AtMostOnce));
-        assert!(!s.signal.is_killed(), "retained overflow is not a slow consumer");
-    }
-
-    #[test]
-    fn retained_sink_hears_every_change() {
-        use std::sync::Mutex;
-        #[derive(Default)]
-        struct Log(Mutex<Vec<(String, Option<Vec<u8>>)>>);
-        impl RetainedSink for Log {
-            fn changed(&self, topic: &str, message: Option<&Message>) {
-                self.0.lock().unwrap().push((topic.into(), message.map(|m| m.payload.to_vec())));
-            }
-        }
-        let log = Arc::new(Log::default());
-        let sink: Arc<dyn RetainedSink> = log.clone();
-        let mut r = router(|c| {
-            c.retained_sink = Some(sink);
-            c.max_retained_messages = 1;
-        });
-        let p = attach(&mut r, "p", Identity::anonymous(), true, 1).unwrap();
-        for (topic, payload, retain) in
-            [("a", "1", true), ("a", "", true), ("b", "x", false), ("c", "2", true), ("d", "3", true)]
-        {
-            r.publish(p.sid, p.conn, Message::new(topic, payload, AtLeastOnce, retain));
-        }
-        let got = log.0.lock().unwrap().clone();
-        let expected: Vec<(String, Option<Vec<u8>>)> = vec![
-            ("a".into(), Some(b"1".to_vec())),
-            ("a".into(), None),
-            ("c".into(), Some(b"2".to_vec())),
-            ("d".into(), None), // refused by the bound: the sink is told the topic holds nothing
-        ];
-        assert_eq!(got, expected);
-        assert_eq!(r.retained(), 1);
-    }
-}
+mod tests;

@@ -49,6 +49,25 @@ struct Args {
     /// Mosquitto's pid file: it is sent SIGHUP (reload) after every rewrite of --mosquitto-dir.
     #[arg(long, value_name = "FILE", requires = "mosquitto_dir")]
     mosquitto_pid: Option<PathBuf>,
+    /// With --mosquitto-dir: add a listener on this port speaking MQTT over TLS, with a certificate of the
+    /// cluster CA written there (broker.crt, broker.key); agents connect with --broker mqtts://HOST:PORT.
+    #[arg(long, value_name = "PORT", requires = "mosquitto_dir")]
+    mosquitto_tls_port: Option<u16>,
+    /// HTTPS on the API, with a certificate of the cluster CA (`ca.crt` in --data; its key is the cluster
+    /// key): auto = whenever the API listens beyond loopback.
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    api_tls: TlsMode,
+    /// MQTT over TLS on the embedded broker's listener, with a certificate of the cluster CA: auto = whenever
+    /// it listens beyond loopback. Agents then connect with --broker mqtts://HOST:PORT (pinned by their token).
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE", conflicts_with = "broker")]
+    mqtt_tls: TlsMode,
+    /// An extra name (DNS or IP) in the API's and broker's certificates, for clients that check names (repeatable).
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_san: Vec<String>,
+    /// Make a new admin credential and write its token to admin.token in --data, even though one exists (the
+    /// way back in when every admin token is lost).
+    #[arg(long)]
+    reset_admin: bool,
     /// MQTT topic prefix (the same on the agents).
     #[arg(long = "topic-prefix", alias = "prefix", value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
     topic_prefix: String,
@@ -62,6 +81,13 @@ struct Args {
     /// one, and `edgectl deploy --wait` waits for it (e.g. 3s).
     #[arg(long, value_name = "DURATION", default_value = MIN_READY.as_str(), value_parser = parse_duration)]
     min_ready: Duration,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TlsMode {
+    Auto,
+    On,
+    Off,
 }
 
 #[tokio::main]
@@ -97,9 +123,21 @@ async fn run() -> anyhow::Result<()> {
     config.require_join = args.require_join;
     config.mosquitto_dir = args.mosquitto_dir;
     config.mosquitto_pid = args.mosquitto_pid;
+    config.mosquitto_tls_port = args.mosquitto_tls_port;
+    let tls = |mode: TlsMode| match mode {
+        TlsMode::Auto => edge_controller::server::Tls::Auto,
+        TlsMode::On => edge_controller::server::Tls::On,
+        TlsMode::Off => edge_controller::server::Tls::Off,
+    };
+    config.api_tls = tls(args.api_tls);
+    config.mqtt_tls = tls(args.mqtt_tls);
+    config.tls_names = args.tls_san;
+    config.reset_admin = args.reset_admin;
     let running = edge_controller::start(config).await.context("cannot start the controller")?;
+    let scheme = if running.api_tls { "https" } else { "http" };
+    let mqtt_scheme = if running.mqtt_tls { "mqtts" } else { "mqtt" };
     println!(
-        "edge-controller: API on http://{}, MQTT on {}:{}, cluster {}",
+        "edge-controller: API on {scheme}://{}, MQTT on {mqtt_scheme}://{}:{}, cluster {}",
         running.api_addr, running.mqtt.0, running.mqtt.1, running.fingerprint
     );
     wait_for_signal().await;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 pub use edge_api::{Quota, Usage};
+use edge_proto::mcu::ModuleAbi;
 use edge_proto::{EngineProfile, EngineTarget, Resources, RestartPolicy, VolumeSpec};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,10 @@ pub struct WorkloadSpec {
     /// them makes no new revision. Records stored before labels existed read as none.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The host ABI of the module, copied from its record at deploy (not sent by clients): the scheduler places
+    /// MCU-ABI modules only on wasmi nodes and WASI modules only on wasmtime ones. Older records read as WASI.
+    #[serde(default)]
+    pub abi: ModuleAbi,
 }
 
 /// What happens to a workload's instances when their node is lost (NotReady for `--reschedule-after`).
@@ -244,11 +249,17 @@ impl ArtifactRecord {
 }
 
 /// A module's metadata; its bytes are stored beside it under the same key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleRecord {
     pub sha256: String,
     pub size: u64,
     pub uploaded_ms: u64,
+    /// The host ABI it was validated for (`crate::validate`); records from before MCU nodes read as WASI.
+    #[serde(default)]
+    pub abi: ModuleAbi,
+    /// For an MCU-ABI module, the RAM one instance needs (`edge_proto::mcu::memory_need`).
+    #[serde(default)]
+    pub mcu_memory_bytes: u64,
 }
 
 /// A namespace: a folder for a team's workloads, with an optional quota.
@@ -338,4 +349,34 @@ pub struct MemberRecord {
     /// The token's labels, given to the node's record as user labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// An API credential as the controller keeps it: never the bearer token, only its sha256 (see `crate::access`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    pub name: String,
+    /// `admin`, `edit` or `view` (`crate::access::Role`).
+    pub role: String,
+    /// `None`: every namespace.
+    pub namespace: Option<String>,
+    /// sha256 of the whole bearer token, hex.
+    pub token_sha256: String,
+    pub created_ms: u64,
+    /// `None`: never expires.
+    pub expires_ms: Option<u64>,
+}
+
+/// One mutating API call, as the audit trail keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Increasing, never reused (the store's key).
+    pub seq: u64,
+    pub at_ms: u64,
+    /// The credential's name.
+    pub who: String,
+    /// `METHOD /path`, the path truncated to a bound.
+    pub what: String,
+    pub status: u16,
+    /// Why it was refused (403), as the caller was told.
+    pub reason: Option<String>,
 }

@@ -15,7 +15,9 @@
 //!   does, so no node can take their rules.
 //! - `edge.conf`: `per_listener_settings false`, `allow_anonymous false`, the two files, `set_tcp_nodelay
 //!   true`, and a listener with `use_username_as_clientid true` (a per-listener option in Mosquitto: placed
-//!   before any listener it opens a default one on 1883 instead).
+//!   before any listener it opens a default one on 1883 instead); with a TLS port (`--mosquitto-tls-port`), a
+//!   second listener speaking MQTT over TLS on `broker.crt` (a leaf of the cluster CA, then the root: agents
+//!   pinned to the cluster key find it there) and `broker.key` (mode 0600), both issued anew at every start.
 //!
 //! **Reload and revocation.** After every rewrite the controller sends SIGHUP to the pid in
 //! `--mosquitto-pid`. Mosquitto 2.0 then re-reads both files and checks every connected client against the
@@ -51,6 +53,8 @@ pub const CONTROLLER_USER: &str = "edge.controller";
 pub const PASSWD_FILE: &str = "passwd";
 pub const ACL_FILE: &str = "acl";
 pub const CONF_FILE: &str = "edge.conf";
+pub const CERT_FILE: &str = "broker.crt";
+pub const CERT_KEY_FILE: &str = "broker.key";
 /// PBKDF2 rounds. Every password here is 128 random (or pseudo-random) bits, so stretching buys nothing
 /// against guessing, while Mosquitto pays it for every connected client at every reload; `mosquitto_passwd`
 /// would use 101.
@@ -177,8 +181,15 @@ pub fn render_acl<'a>(topics: &Topics, tokens: impl IntoIterator<Item = &'a str>
     out
 }
 
-/// `edge.conf` for files in `dir`, listening on `port` (all interfaces).
-pub fn render_conf(dir: &Path, port: u16) -> String {
+/// `edge.conf` for files in `dir`, listening on `port` (all interfaces), and with MQTT over TLS on `tls_port`.
+pub fn render_conf(dir: &Path, port: u16, tls_port: Option<u16>) -> String {
+    let tls = match tls_port {
+        Some(p) => format!(
+            "listener {p}\ncertfile {dir}/{CERT_FILE}\nkeyfile {dir}/{CERT_KEY_FILE}\nuse_username_as_clientid true\n",
+            dir = dir.display()
+        ),
+        None => String::new(),
+    };
     let dir = dir.display();
     format!(
         "# Mosquitto 2.x settings for an edge cluster, written by edge-controller (rewritten at every start).\n\
@@ -190,7 +201,8 @@ pub fn render_conf(dir: &Path, port: u16) -> String {
          acl_file {dir}/{ACL_FILE}\n\
          set_tcp_nodelay true\n\
          listener {port}\n\
-         use_username_as_clientid true\n"
+         use_username_as_clientid true\n\
+         {tls}"
     )
 }
 
@@ -208,7 +220,7 @@ pub fn render(
     Rendered {
         passwd: render_passwd(&controller, token_hashes(tokens), lines.iter().map(String::as_str)),
         acl: render_acl(topics, tokens_with_hash(tokens)),
-        conf: render_conf(dir, port),
+        conf: render_conf(dir, port, None),
     }
 }
 
@@ -232,12 +244,21 @@ pub struct Keeper {
     controller: String,
     /// Member name → (its public key hex, its password line). Rebuilt lines only for new or re-keyed members.
     lines: HashMap<String, (String, String)>,
+    /// The TLS listener's port and its certificate chain and key (PEM), written once at the first sync.
+    tls: Option<(u16, String, String)>,
+    tls_written: bool,
 }
 
 impl Keeper {
     pub fn new(dir: PathBuf, pid_file: Option<PathBuf>, topics: Topics, port: u16, key: &ClusterKey) -> Keeper {
         let controller = hash_password(MqttPassword::of_controller(key).as_str());
-        Keeper { dir, pid_file, topics, port, controller, lines: HashMap::new() }
+        Keeper { dir, pid_file, topics, port, controller, lines: HashMap::new(), tls: None, tls_written: false }
+    }
+
+    /// Adds a TLS listener on `port` with `identity` (a leaf of the cluster CA) to the files.
+    pub fn with_tls(mut self, port: u16, identity: &edge_tls::ServerIdentity) -> Keeper {
+        self.tls = Some((port, identity.chain_pem.clone(), identity.key_pem.clone()));
+        self
     }
 
     /// Rewrites the files for `tokens` and `members`, then tells Mosquitto to reload.
@@ -261,7 +282,13 @@ impl Keeper {
         std::fs::create_dir_all(&self.dir).map_err(|source| self.write_error(&self.dir, source))?;
         self.write(PASSWD_FILE, &passwd, 0o600)?;
         self.write(ACL_FILE, &acl, 0o644)?;
-        self.write(CONF_FILE, &render_conf(&self.dir, self.port), 0o644)?;
+        if let (Some((_, chain, key)), false) = (&self.tls, self.tls_written) {
+            self.write(CERT_KEY_FILE, key, 0o600)?;
+            self.write(CERT_FILE, chain, 0o644)?;
+            self.tls_written = true;
+        }
+        let tls_port = self.tls.as_ref().map(|(p, _, _)| *p);
+        self.write(CONF_FILE, &render_conf(&self.dir, self.port, tls_port), 0o644)?;
         self.reload()
     }
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use edge_proto::InstanceSpec;
 
 use crate::model::{InstanceRecord, NodeLossPolicy, WorkloadRecord};
-use crate::scheduler::{NodeSlot, Snapshot};
+use crate::scheduler::{Demand, NodeSlot, Snapshot};
 
 /// How a new-revision instance is doing, from what its agent reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,14 +147,20 @@ pub fn replace_lost(w: &mut WorkloadRecord, lost: &HashSet<String>, new_id: &mut
     changed
 }
 
+/// What each instance of `w` needs of its node: its request, and its bytes in the node's spec.
+pub fn demand(w: &WorkloadRecord) -> Demand {
+    Demand { resources: w.spec.request(), spec_bytes: crate::spec_size::instance_bytes(&w.namespace, &w.name, &w.spec) }
+}
+
 /// Books every bound instance of `workloads` into a snapshot of `nodes`.
 pub fn snapshot<'a>(nodes: Vec<NodeSlot>, workloads: impl IntoIterator<Item = &'a WorkloadRecord>) -> Snapshot {
     let mut snap = Snapshot::new(nodes);
     for w in workloads {
         let key = w.key();
+        let demand = demand(w);
         for i in &w.instances {
             if let Some(node) = i.node.as_deref() {
-                snap.book(node, &key, w.spec.request());
+                snap.book(node, &key, demand);
             }
         }
     }
@@ -165,10 +171,10 @@ pub fn snapshot<'a>(nodes: Vec<NodeSlot>, workloads: impl IntoIterator<Item = &'
 /// workload's module could not be compiled for.
 pub fn place_pending(w: &mut WorkloadRecord, snap: &mut Snapshot, cannot_run: &[String]) -> bool {
     let key = w.key();
-    let request = w.spec.request();
+    let request = demand(w);
     let mut changed = false;
     for i in w.instances.iter_mut().filter(|i| i.node.is_none()) {
-        let (node, reason) = match snap.place_on(&key, request, &w.spec.selector, cannot_run) {
+        let (node, reason) = match snap.place_for(&key, request, &w.spec.selector, cannot_run, w.spec.abi) {
             Ok(node) => (Some(node), None),
             Err(e) => (None, Some(e.reason)),
         };

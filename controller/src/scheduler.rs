@@ -2,14 +2,20 @@
 //!
 //! A [`Snapshot`] holds every node's allocatable and allocated resources, its labels, and how many replicas of
 //! each workload it (and its `zone`) runs. [`Snapshot::place_on`] filters nodes (Ready, not cordoned, labels
-//! match the workload's selector, the node's engine can run the module, resources fit), scores the survivors (fewest replicas of the same workload in the
+//! match the workload's selector, the node's engine can run the module, resources fit, the node's spec has room
+//! for the instance), scores the survivors (fewest replicas of the same workload in the
 //! node's zone first, then on the node, to spread; then least allocated; then by name, so the same input always
 //! gives the same output) and books the request on the winner, so consecutive calls see earlier placements.
 //!
-//! **Invariant:** a node's allocated resources never exceed its allocatable after a placement.
+//! A placement's [`Demand`] is its resource request plus the bytes the instance adds to its node's spec: a spec
+//! is one MQTT message, so its size is a resource too (`crate::spec_size`), with a budget per node.
+//!
+//! **Invariant:** a node's allocated resources never exceed its allocatable after a placement, nor its spec
+//! bytes its spec budget.
 
 use std::collections::{BTreeMap, HashMap};
 
+use edge_proto::mcu::ModuleAbi;
 use edge_proto::Resources;
 
 /// Why a node cannot take anything at all right now.
@@ -19,6 +25,21 @@ pub enum Blocker {
     Cordoned,
 }
 
+/// What one instance needs of the node it is placed on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Demand {
+    pub resources: Resources,
+    /// Bytes it adds to the node's spec on the wire (`crate::spec_size::instance_bytes`).
+    pub spec_bytes: usize,
+}
+
+/// A bare resource request, adding nothing to a node's spec (tests and benches that place resources only).
+impl From<Resources> for Demand {
+    fn from(resources: Resources) -> Demand {
+        Demand { resources, spec_bytes: 0 }
+    }
+}
+
 /// One node as the scheduler sees it.
 #[derive(Debug, Clone)]
 pub struct NodeSlot {
@@ -26,6 +47,10 @@ pub struct NodeSlot {
     pub blocker: Option<Blocker>,
     pub allocatable: Resources,
     pub allocated: Resources,
+    /// Bytes the instances of the node's spec may take (default [`crate::spec_size::NODE_SPEC_BUDGET`]), and
+    /// what those booked take.
+    pub spec_budget: usize,
+    pub spec_bytes: usize,
     /// Replicas per workload key already on this node.
     pub replicas: HashMap<String, u32>,
     /// Sorted by key, one entry per key. A vector, not a map: a snapshot is kept between passes for every node,
@@ -33,6 +58,9 @@ pub struct NodeSlot {
     pub labels: Vec<(String, String)>,
     /// Fingerprint of the node's engine profile (see `edge_engine::fingerprint`), when known.
     pub engine: Option<String>,
+    /// Which modules its engine runs (`EngineTarget::runs`): WASI under wasmtime (the default), MCU-ABI under
+    /// wasmi, or none (a microcontroller without a WebAssembly engine).
+    pub runs: Option<ModuleAbi>,
 }
 
 /// The node label that names a failure domain; replicas spread over its values first.
@@ -45,10 +73,18 @@ impl NodeSlot {
             blocker: None,
             allocatable,
             allocated: Resources::ZERO,
+            spec_budget: crate::spec_size::NODE_SPEC_BUDGET,
+            spec_bytes: 0,
             replicas: HashMap::new(),
             labels: Vec::new(),
             engine: None,
+            runs: Some(ModuleAbi::Wasi),
         }
+    }
+
+    pub fn with_runs(mut self, runs: Option<ModuleAbi>) -> NodeSlot {
+        self.runs = runs;
+        self
     }
 
     pub fn with_engine(mut self, fingerprint: Option<String>) -> NodeSlot {
@@ -85,9 +121,16 @@ impl NodeSlot {
     }
 
     /// Books an instance that is already bound here (used when building the snapshot).
-    pub fn book(&mut self, workload: &str, request: Resources) {
-        self.allocated = self.allocated.saturating_add(request);
+    pub fn book(&mut self, workload: &str, demand: impl Into<Demand>) {
+        let demand = demand.into();
+        self.allocated = self.allocated.saturating_add(demand.resources);
+        self.spec_bytes = self.spec_bytes.saturating_add(demand.spec_bytes);
         *self.replicas.entry(workload.to_string()).or_default() += 1;
+    }
+
+    /// Bytes the node's spec can still take.
+    fn spec_room(&self) -> usize {
+        self.spec_budget.saturating_sub(self.spec_bytes)
     }
 }
 
@@ -186,7 +229,7 @@ pub struct Snapshot {
     by_workload: HashMap<String, IndexMap>,
     /// Every booking made through the snapshot, per workload key: node index and request, so a workload's
     /// bookings can be taken back ([`Snapshot::unbook_workload`]) when one workload is reconciled alone.
-    bookings: HashMap<String, Vec<(usize, Resources)>>,
+    bookings: HashMap<String, Vec<(usize, Demand)>>,
     /// Where the next placement starts scanning.
     cursor: usize,
 }
@@ -234,12 +277,12 @@ impl Snapshot {
     }
 
     /// Books an instance already bound to `node` (building a snapshot). Unknown nodes are ignored.
-    pub fn book(&mut self, node: &str, workload: &str, request: Resources) {
+    pub fn book(&mut self, node: &str, workload: &str, demand: impl Into<Demand>) {
         let Some(&i) = self.index.get(node) else { return };
-        self.book_at(i, workload, request);
+        self.book_at(i, workload, demand.into());
     }
 
-    fn book_at(&mut self, i: usize, workload: &str, request: Resources) {
+    fn book_at(&mut self, i: usize, workload: &str, request: Demand) {
         self.nodes[i].book(workload, request);
         if let Some(z) = self.zone_of[i] {
             let zones = self.zone_names.len();
@@ -263,7 +306,8 @@ impl Snapshot {
         let Some(bookings) = self.bookings.remove(workload) else { return };
         for (i, request) in bookings {
             let node = &mut self.nodes[i];
-            node.allocated = node.allocated.saturating_sub(request);
+            node.allocated = node.allocated.saturating_sub(request.resources);
+            node.spec_bytes = node.spec_bytes.saturating_sub(request.spec_bytes);
             if let Some(count) = node.replicas.get_mut(workload) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
@@ -296,7 +340,7 @@ impl Snapshot {
     }
 
     /// Places one replica of `workload` needing `request` on any node, books it, and returns the node's name.
-    pub fn place(&mut self, workload: &str, request: Resources) -> Result<String, Unschedulable> {
+    pub fn place(&mut self, workload: &str, request: impl Into<Demand>) -> Result<String, Unschedulable> {
         self.place_matching(workload, request, &BTreeMap::new())
     }
 
@@ -304,7 +348,7 @@ impl Snapshot {
     pub fn place_matching(
         &mut self,
         workload: &str,
-        request: Resources,
+        request: impl Into<Demand>,
         selector: &BTreeMap<String, String>,
     ) -> Result<String, Unschedulable> {
         self.place_on(workload, request, selector, &[])
@@ -315,13 +359,29 @@ impl Snapshot {
     pub fn place_on(
         &mut self,
         workload: &str,
-        request: Resources,
+        demand: impl Into<Demand>,
         selector: &BTreeMap<String, String>,
         cannot_run: &[String],
     ) -> Result<String, Unschedulable> {
+        self.place_for(workload, demand, selector, cannot_run, ModuleAbi::Wasi)
+    }
+
+    /// As [`Snapshot::place_on`], for a module of host ABI `abi`: only nodes whose engine runs it qualify (WASI
+    /// on wasmtime, MCU-ABI on wasmi); the reason for those that do not names their engine.
+    pub fn place_for(
+        &mut self,
+        workload: &str,
+        demand: impl Into<Demand>,
+        selector: &BTreeMap<String, String>,
+        cannot_run: &[String],
+        abi: ModuleAbi,
+    ) -> Result<String, Unschedulable> {
+        let demand = demand.into();
+        let request = demand.resources;
         let mut best: Option<(u32, u32, Load, usize)> = None;
-        // not ready, cordoned, selector, insufficient cpu, insufficient memory, engine
-        let mut rejections: [usize; 6] = [0; 6];
+        // not ready, cordoned, selector, insufficient cpu, insufficient memory, engine, spec room; then the
+        // engine kinds: no engine, MCU-only for a WASI module, wasmtime for an MCU-ABI module
+        let mut rejections: [usize; 10] = [0; 10];
         let n = self.nodes.len();
         let want = sample_size(n);
         let mut feasible = 0;
@@ -348,6 +408,14 @@ impl Snapshot {
                 rejections[2] += 1;
                 continue;
             }
+            if node.runs != Some(abi) {
+                rejections[match (node.runs, abi) {
+                    (None, _) => 7,
+                    (Some(_), ModuleAbi::Wasi) => 8,
+                    (Some(_), ModuleAbi::Mcu) => 9,
+                }] += 1;
+                continue;
+            }
             if !cannot_run.is_empty() && node.engine.as_ref().is_some_and(|e| cannot_run.contains(e)) {
                 rejections[5] += 1;
                 continue;
@@ -359,6 +427,10 @@ impl Snapshot {
             }
             if request.cpu_millis > free.cpu_millis {
                 rejections[3] += 1;
+                continue;
+            }
+            if demand.spec_bytes > node.spec_room() {
+                rejections[6] += 1;
                 continue;
             }
             let in_zone = self.zone_of[i].and_then(|z| in_zones.get(z as usize)).copied().unwrap_or(0);
@@ -381,7 +453,7 @@ impl Snapshot {
         self.cursor = next_cursor;
         match best {
             Some((_, _, _, i)) => {
-                self.book_at(i, workload, request);
+                self.book_at(i, workload, demand);
                 Ok(self.nodes[i].name.clone())
             }
             None => {
@@ -392,6 +464,10 @@ impl Snapshot {
                     "insufficient cpu",
                     "insufficient memory",
                     "cannot run the module on their engine",
+                    "insufficient spec room",
+                    "have no WebAssembly engine (microcontroller core only)",
+                    "run only MCU-ABI modules under wasmi (the module needs the WASI engine, wasmtime)",
+                    "run only WASI modules under wasmtime (the module needs the MCU ABI, wasmi)",
                 ];
                 let parts: Vec<String> = rejections
                     .iter()

@@ -16,9 +16,36 @@ use crate::store::{Store, StoreError};
 
 /// The cluster signing key's file in the data dir (mode 0600).
 pub const KEY_FILE: &str = "cluster.key";
+/// The admin credential's bearer token, written at first start (mode 0600); see `cluster/credentials.rs`.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 /// How often the control loop checks node readiness.
 const TICK: Duration = Duration::from_millis(200);
+
+/// The CA certificate of the cluster (its root, self-signed by the cluster key), written at every start for
+/// `edgectl config set-context --certificate-authority`.
+pub const CA_FILE: &str = "ca.crt";
+
+/// Whether a listener speaks TLS (`--api-tls`, `--mqtt-tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tls {
+    /// TLS unless the API listens on a loopback address only.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl Tls {
+    /// Whether a listener on `addr` speaks TLS.
+    pub fn applies(self, addr: SocketAddr) -> bool {
+        match self {
+            Tls::On => true,
+            Tls::Off => false,
+            Tls::Auto => !addr.ip().is_loopback(),
+        }
+    }
+}
 
 /// Where the controller's MQTT traffic goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +78,18 @@ pub struct ControllerConfig {
     pub mosquitto_dir: Option<PathBuf>,
     /// Mosquitto's pid file: it gets SIGHUP (reload the files) after every rewrite.
     pub mosquitto_pid: Option<PathBuf>,
+    /// With `mosquitto_dir`: a second Mosquitto listener on this port, MQTT over TLS with a certificate of the
+    /// cluster CA written beside the other files (`--mosquitto-tls-port`).
+    pub mosquitto_tls_port: Option<u16>,
+    /// TLS on the API (`--api-tls`).
+    pub api_tls: Tls,
+    /// TLS on the embedded broker's listener (`--mqtt-tls`): agents then connect with `mqtts://`.
+    pub mqtt_tls: Tls,
+    /// Extra names (DNS or IP) the API's and broker's certificates carry, for clients that check names
+    /// against `ca.crt` (`--tls-san`); pinned clients (agents, edgectl with a fingerprint) need none.
+    pub tls_names: Vec<String>,
+    /// Make a new admin credential at start even if one exists (`--reset-admin`: its token was lost).
+    pub reset_admin: bool,
 }
 
 impl ControllerConfig {
@@ -67,6 +106,11 @@ impl ControllerConfig {
             require_join: false,
             mosquitto_dir: None,
             mosquitto_pid: None,
+            mosquitto_tls_port: None,
+            api_tls: Tls::Auto,
+            mqtt_tls: Tls::Auto,
+            tls_names: Vec::new(),
+            reset_admin: false,
         }
     }
 }
@@ -89,15 +133,29 @@ pub enum ControllerError {
     MosquittoWithoutBroker,
     #[error("cannot write Mosquitto's files")]
     Mosquitto(#[from] crate::mosquitto::MosquittoError),
+    #[error("cannot set up TLS")]
+    Tls(#[from] edge_tls::TlsError),
+    #[error("cannot write {path}")]
+    CaFile { path: String, source: std::io::Error },
+    #[error("cannot make the admin credential")]
+    Admin(#[source] crate::cluster::ClusterError),
+    #[error("cannot write the admin credential to {path}")]
+    AdminFile { path: String, source: std::io::Error },
 }
 
 /// A running controller. Dropping it without [`Running::shutdown`] leaves its tasks running.
 pub struct Running {
     pub api_addr: SocketAddr,
+    /// Whether the API speaks TLS (then its URL is `https://`).
+    pub api_tls: bool,
     /// Host and port agents should connect to.
     pub mqtt: (String, u16),
+    /// Whether the embedded broker speaks TLS (then agents use `mqtts://`); false with an external broker.
+    pub mqtt_tls: bool,
     /// The cluster key's fingerprint (`sha256:…`), which every join token carries.
     pub fingerprint: String,
+    /// The admin credential's token, as `admin.token` in the data dir holds it (`None`: that file is gone).
+    pub admin_token: Option<String>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     broker: Option<edge_broker::Broker>,
@@ -114,6 +172,12 @@ impl Running {
             broker.shutdown().await;
         }
     }
+
+    /// The embedded broker's counters (its retained store's size, refused retains, throttled readers);
+    /// `None` with an external broker.
+    pub fn broker_stats(&self) -> Option<edge_broker::Stats> {
+        self.broker.as_ref().map(|b| b.handle().stats())
+    }
 }
 
 /// Parses `mqtt://HOST:PORT` (or `tcp://`, or a bare `HOST:PORT`).
@@ -127,13 +191,21 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     let key = edge_trust::ClusterKey::load_or_create(&key_path)
         .map_err(|source| ControllerError::Key { path: key_path.display().to_string(), source })?;
     let key = Arc::new(key);
+    let ca = edge_tls::ClusterCa::new(&key)?;
+    let ca_path = config.data_dir.join(CA_FILE);
+    std::fs::write(&ca_path, ca.root_pem())
+        .map_err(|source| ControllerError::CaFile { path: ca_path.display().to_string(), source })?;
+    let tls_names = server_names(&config);
     let topics = Topics::new(&config.prefix);
     let registry = Arc::new(Registry::default());
+    let mqtt_tls = matches!(config.broker, BrokerMode::Embedded(listen) if config.mqtt_tls.applies(listen));
     let (mqtt, embedded) = match &config.broker {
         BrokerMode::Embedded(listen) => {
             let policy =
                 BrokerPolicy::new(registry.clone(), topics.clone(), config.allow_anonymous, config.require_join);
-            let broker = broker::start_embedded(*listen, policy).await?;
+            // No ALPN: MQTT clients (rumqttc, mosquitto_sub --cafile) commonly offer none.
+            let tls = if mqtt_tls { Some(edge_tls::server_config(&ca.issue(&tls_names)?, &[])?) } else { None };
+            let broker = broker::start_embedded(*listen, policy, tls).await?;
             let addr = broker.local_addr();
             let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
             ((host, addr.port()), Some(broker))
@@ -162,7 +234,12 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         (None, _) => None,
         (Some(_), BrokerMode::Embedded(_)) => return Err(ControllerError::MosquittoWithoutBroker),
         (Some(dir), BrokerMode::External { port, .. }) => {
-            Some(crate::mosquitto::Keeper::new(dir.clone(), config.mosquitto_pid.clone(), topics.clone(), *port, &key))
+            let keeper =
+                crate::mosquitto::Keeper::new(dir.clone(), config.mosquitto_pid.clone(), topics.clone(), *port, &key);
+            Some(match config.mosquitto_tls_port {
+                Some(tls_port) => keeper.with_tls(tls_port, &ca.issue(&tls_names)?),
+                None => keeper,
+            })
         }
     };
     let controller_password = edge_trust::MqttPassword::of_controller(&key);
@@ -176,6 +253,14 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         open: config.allow_anonymous || (embedded.is_none() && keeper.is_none()) || !config.require_join,
         mosquitto: keeper,
     });
+    let access = cluster.api_access();
+    if let Some(token) = cluster.ensure_admin(config.reset_admin).map_err(ControllerError::Admin)? {
+        let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+        write_secret(&path, &token)
+            .map_err(|source| ControllerError::AdminFile { path: path.display().to_string(), source })?;
+        // Once, at the start that made it: the file keeps it from then on.
+        println!("admin credential created; its token (also in {}, mode 0600):\n{token}", path.display());
+    }
     let keeps_mosquitto = config.mosquitto_dir.is_some();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -230,21 +315,73 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
         }
     };
 
-    let app = crate::api::routes::router(crate::api::routes::Shared { cluster: handle, link: link_rx });
+    let api_tls = config.api_tls.applies(api_addr);
+    let app = crate::api::routes::router(crate::api::routes::Shared {
+        cluster: handle,
+        link: link_rx,
+        access,
+        unauthenticated: Default::default(),
+    });
     let mut api_shutdown = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = api_shutdown.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "API server failed");
-        }
-    }));
+    if api_tls {
+        let identity = ca.issue(&tls_names)?;
+        let tls = crate::api::tls::TlsListener::new(listener, edge_tls::server_config(&identity, &[b"http/1.1"])?)
+            .map_err(|source| ControllerError::ApiBind { addr: config.api_listen, source })?;
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(tls, app).with_graceful_shutdown(async move {
+                let _ = api_shutdown.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "API server failed");
+            }
+        }));
+    } else {
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = api_shutdown.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "API server failed");
+            }
+        }));
+    }
     // The owner thread ends on shutdown, dropping the cluster and with it the publisher's only sender.
     tasks.push(tokio::spawn(async move {
         let _ = tokio::task::spawn_blocking(move || owner.join()).await;
         let _ = publisher.await;
     }));
-    tracing::info!(api = %api_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), "controller started");
-    Ok(Running { api_addr, mqtt, fingerprint, shutdown, tasks, broker: embedded })
+    let scheme = if api_tls { "https" } else { "http" };
+    let mqtt_scheme = if mqtt_tls { "mqtts" } else { "mqtt" };
+    tracing::info!(api = %format!("{scheme}://{api_addr}"), mqtt = %format!("{mqtt_scheme}://{}:{}", mqtt.0, mqtt.1), %fingerprint, "controller started");
+    let admin_token =
+        std::fs::read_to_string(config.data_dir.join(ADMIN_TOKEN_FILE)).ok().map(|t| t.trim().to_string());
+    Ok(Running { api_addr, api_tls, mqtt, mqtt_tls, fingerprint, admin_token, shutdown, tasks, broker: embedded })
+}
+
+/// Writes `text` to `path` with mode 0600, whole or not at all (a temporary file renamed over it).
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The names the cluster's server certificates carry: the listen addresses when specific, loopback, the host's
+/// name, and `--tls-san`.
+fn server_names(config: &ControllerConfig) -> Vec<String> {
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if !config.api_listen.ip().is_unspecified() {
+        names.push(config.api_listen.ip().to_string());
+    }
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        names.push(host.trim().to_string());
+    }
+    names.extend(config.tls_names.iter().cloned());
+    names.retain(|n| !n.is_empty());
+    names.dedup();
+    names
 }

@@ -10,6 +10,8 @@
 //! - `nodes`: node name → JSON [`NodeRecord`] (with the generation of the last spec published to it).
 //! - `modules`: sha256 hex → JSON [`ModuleRecord`]; `module_blobs`: sha256 hex → the module's bytes.
 //! - `namespaces`: name → JSON [`NamespaceRecord`] (its quota). `default` exists without a record.
+//! - `credentials`: name → JSON [`CredentialRecord`] (API bearer credentials: never the token, its sha256).
+//! - `audit`: 20-digit seq → JSON [`AuditRecord`], the most recent mutating API calls (bounded by the cluster).
 //! - `artifacts`: `module/fingerprint` → JSON [`ArtifactRecord`]; `artifact_blobs`: same key → the precompiled
 //!   bytes (none when the record holds a compile error).
 //!
@@ -54,7 +56,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::model::{
-    ArtifactRecord, MemberRecord, ModuleRecord, NamespaceRecord, NodeRecord, TokenRecord, WorkloadRecord,
+    ArtifactRecord, AuditRecord, CredentialRecord, MemberRecord, ModuleRecord, NamespaceRecord, NodeRecord,
+    TokenRecord, WorkloadRecord,
 };
 
 mod record;
@@ -77,6 +80,8 @@ const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts"
 const ARTIFACT_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifact_blobs");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
+const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
+const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
 /// `meta` key of the seq of the last log record applied (see the module doc).
 const WAL_SEQ: &str = "wal_seq";
@@ -122,6 +127,10 @@ pub enum Change<'a> {
     DeleteToken(String),
     PutMember(&'a MemberRecord),
     DeleteMember(String),
+    PutCredential(&'a CredentialRecord),
+    DeleteCredential(String),
+    PutAudit(&'a AuditRecord),
+    DeleteAudit(u64),
 }
 
 impl Change<'_> {
@@ -136,6 +145,10 @@ impl Change<'_> {
             Change::DeleteToken(id) => Op { table: Table::Tokens, key: id.clone(), value: None },
             Change::PutMember(m) => Op { table: Table::Members, key: m.name.clone(), value: Some(json(m)) },
             Change::DeleteMember(name) => Op { table: Table::Members, key: name.clone(), value: None },
+            Change::PutCredential(c) => Op { table: Table::Credentials, key: c.name.clone(), value: Some(json(c)) },
+            Change::DeleteCredential(name) => Op { table: Table::Credentials, key: name.clone(), value: None },
+            Change::PutAudit(a) => Op { table: Table::Audit, key: audit_key(a.seq), value: Some(json(a)) },
+            Change::DeleteAudit(seq) => Op { table: Table::Audit, key: audit_key(*seq), value: None },
         }
     }
 }
@@ -224,6 +237,8 @@ impl Store {
             txn.open_table(ARTIFACT_BLOBS).map_err(db_err)?;
             txn.open_table(TOKENS).map_err(db_err)?;
             txn.open_table(MEMBERS).map_err(db_err)?;
+            txn.open_table(CREDENTIALS).map_err(db_err)?;
+            txn.open_table(AUDIT).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         let (issuer, durable) = {
@@ -275,6 +290,15 @@ impl Store {
 
     pub fn load_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
         self.load_all(MEMBERS)
+    }
+
+    pub fn load_credentials(&self) -> Result<Vec<CredentialRecord>, StoreError> {
+        self.load_all(CREDENTIALS)
+    }
+
+    /// The audit trail, oldest first (its keys sort as numbers).
+    pub fn load_audit(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        self.load_all(AUDIT)
     }
 
     pub fn load_modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
@@ -432,6 +456,7 @@ fn apply<O: Borrow<Op>>(
     {
         // Only the tables this commit changes are opened (opening costs a lookup in the table tree).
         let (mut workloads, mut nodes, mut namespaces, mut tokens, mut members) = (None, None, None, None, None);
+        let (mut credentials, mut audit) = (None, None);
         for op in ops {
             let op = op.borrow();
             let table = match op.table {
@@ -440,6 +465,8 @@ fn apply<O: Borrow<Op>>(
                 Table::Namespaces => opened(&txn, &mut namespaces, NAMESPACES)?,
                 Table::Tokens => opened(&txn, &mut tokens, TOKENS)?,
                 Table::Members => opened(&txn, &mut members, MEMBERS)?,
+                Table::Credentials => opened(&txn, &mut credentials, CREDENTIALS)?,
+                Table::Audit => opened(&txn, &mut audit, AUDIT)?,
             };
             match &op.value {
                 Some(value) => table.insert(op.key.as_str(), value.as_slice()).map(drop),
@@ -452,6 +479,11 @@ fn apply<O: Borrow<Op>>(
         }
     }
     txn.commit().map_err(db_err)
+}
+
+/// An audit record's key: its seq in 20 digits, so that keys sort as the numbers do.
+fn audit_key(seq: u64) -> String {
+    format!("{seq:020}")
 }
 
 fn json<T: Serialize>(value: &T) -> Vec<u8> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use edge_proto::quantity::parse_duration;
 
+mod contexts;
 mod provision;
+pub use contexts::{ConfigArgs, ConfigCommand};
 pub use provision::{BoardsArgs, FlashArgs, FlashFormat, InstallArgs, SshArgs, UninstallArgs};
 
 #[derive(Parser)]
@@ -21,9 +23,16 @@ pub struct Cli {
     /// Use this context of the config file instead of the current one.
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
-    /// The namespace to work in.
-    #[arg(short = 'n', long, global = true, default_value = "default")]
-    pub namespace: String,
+    /// The namespace to work in [default: default]. With `create credential`: hold the credential to it.
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// The bearer token to send. Default: $EDGE_TOKEN, else the token of the context edgectl talks to.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// For an https:// server: the cluster to trust, by the fingerprint the controller printed (sha256:…) or its
+    /// CA file (ca.crt in its data dir). Default: $EDGE_CA, else the context's certificate-authority.
+    #[arg(long, global = true, value_name = "FILE|FINGERPRINT")]
+    pub certificate_authority: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,7 +57,8 @@ pub enum Command {
     Get(GetArgs),
     /// Follow, list or undo a workload's rollouts.
     Rollout(RolloutArgs),
-    /// Create a namespace (or set the quota of an existing one).
+    /// Create a namespace (or set the quota of an existing one), or an API credential: `create credential NAME
+    /// [--namespace NS] [--role admin|edit|view] [--ttl 30d]` (prints its bearer token on the last line).
     Create(CreateArgs),
     /// Show one node (capacity, conditions, instances, event delivery, last outage) or workload (template,
     /// rollout, revisions, instances, recent events) in depth.
@@ -113,6 +123,9 @@ pub struct EventsArgs {
     pub watch: bool,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// The audit trail instead: who changed what, when (recorded API changes; needs an admin credential).
+    #[arg(long, conflicts_with_all = ["about", "watch", "all_namespaces"])]
+    pub audit: bool,
 }
 
 #[derive(Args)]
@@ -143,24 +156,6 @@ pub struct VersionArgs {
     pub client: bool,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
-}
-
-#[derive(Args)]
-pub struct ConfigArgs {
-    #[command(subcommand)]
-    pub command: ConfigCommand,
-}
-
-#[derive(Subcommand)]
-pub enum ConfigCommand {
-    /// List the contexts: CURRENT NAME SERVER.
-    GetContexts,
-    /// Make a context the current one: later commands talk to its server.
-    UseContext { name: String },
-    /// Create a context with --server URL, or set an existing one's server (the current context stays).
-    SetContext { name: String },
-    /// Print the current context's name.
-    CurrentContext,
 }
 
 #[derive(Args)]
@@ -327,6 +322,9 @@ pub enum GetWhat {
     /// Recent lifecycle events, as `edgectl events` lists them.
     #[value(alias = "event", alias = "ev")]
     Events,
+    /// API credentials: NAME ROLE NAMESPACE AGE EXPIRES LAST USED (never a token).
+    #[value(alias = "credential", alias = "cred")]
+    Credentials,
 }
 
 /// `get`'s output formats (kubectl's).
@@ -393,12 +391,22 @@ pub struct CreateArgs {
     /// Most instances (replicas, summed over workloads).
     #[arg(long)]
     pub quota_instances: Option<u64>,
+    /// A credential's role: view reads; edit also deploys, scales and deletes workloads; admin (cluster-wide)
+    /// also manages nodes, namespaces, tokens and credentials.
+    #[arg(long, default_value = "view", value_parser = ["admin", "edit", "view"])]
+    pub role: String,
+    /// A credential's lifetime (e.g. 12h, 30d); default: it does not expire.
+    #[arg(long, value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CreateWhat {
     #[value(alias = "ns")]
     Namespace,
+    /// An API credential (bearer token).
+    #[value(alias = "credentials", alias = "cred")]
+    Credential,
 }
 
 #[derive(Args)]

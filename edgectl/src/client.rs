@@ -3,8 +3,9 @@
 
 use anyhow::{anyhow, Context, Result};
 use edge_api::{
-    DeployRequest, DryRunView, ErrorBody, EventView, LabelRequest, LogsResponse, ModuleView, NamespaceRequest,
-    NamespaceView, NodeDetail, NodeView, TokenCreated, TokenRequest, TokenView, VersionView, WorkloadView,
+    AuditView, CredentialCreated, CredentialRequest, CredentialView, DeployRequest, DryRunView, ErrorBody, EventView,
+    LabelRequest, LogsResponse, ModuleView, NamespaceRequest, NamespaceView, NodeDetail, NodeView, TokenCreated,
+    TokenRequest, TokenView, VersionView, WorkloadView,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -13,10 +14,14 @@ use crate::progress::Progress;
 
 /// How much of a module goes out between two updates of its progress bar.
 const UPLOAD_CHUNK: usize = 64 << 10;
+/// The response header of `GET /v1/workloads` that names the next page.
+const CONTINUE_HEADER: &str = "x-edge-continue";
 
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// `Bearer …`, sent with every request when there is a token.
+    authorization: Option<String>,
 }
 
 /// A refusal by the controller (4xx/5xx), with its message.
@@ -38,11 +43,44 @@ impl Client {
     /// A client of the controller at `server`: `http://HOST:PORT`, or `HOST:PORT` (http is assumed, as
     /// `edgectl dev` prints it).
     pub fn new(server: &str) -> Client {
-        Client { base: base_url(server), http: reqwest::Client::new() }
+        edge_tls::install_default_provider();
+        Client { base: base_url(server), http: reqwest::Client::new(), authorization: None }
+    }
+
+    /// A client of `server` that, for an `https://` server, trusts only the cluster `ca` names (its fingerprint,
+    /// `sha256:…`, or its CA file, `ca.crt`) and sends `token`.
+    pub fn connect(server: &str, token: Option<String>, ca: Option<&str>) -> Result<Client> {
+        let base = base_url(server);
+        let mut client = Client::new(&base).with_token(token);
+        if base.starts_with("https://") {
+            let ca = ca.ok_or_else(|| {
+                anyhow!(
+                    "{base} speaks TLS: pin its cluster with --certificate-authority (the fingerprint the controller \
+                     printed, sha256:…, or its ca.crt), or `edgectl config set-context NAME --certificate-authority FILE`"
+                )
+            })?;
+            let pin = edge_tls::pin_from(ca).map_err(|e| anyhow!("--certificate-authority: {e}"))?;
+            let tls = edge_tls::client_config(pin, &[b"http/1.1"]).map_err(|e| anyhow!("{e}"))?;
+            client.http = reqwest::Client::builder()
+                .use_preconfigured_tls((*tls).clone())
+                .build()
+                .map_err(|e| anyhow!("cannot set up TLS: {e}"))?;
+        }
+        Ok(client)
+    }
+
+    /// The same client, sending `token` as its bearer credential.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.authorization = token.map(|t| format!("Bearer {t}"));
+        self
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{}", self.base, path))
+        let rb = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.authorization {
+            Some(a) => rb.header(reqwest::header::AUTHORIZATION, a),
+            None => rb,
+        }
     }
 
     async fn send(&self, rb: RequestBuilder) -> Result<Response> {
@@ -115,12 +153,44 @@ impl Client {
         self.optional(&format!("/v1/namespaces/{ns}/workloads/{name}")).await
     }
 
+    /// Every workload of `ns` (every namespace: `None`), following the controller's pages.
     pub async fn workloads(&self, ns: Option<&str>) -> Result<Vec<WorkloadView>> {
-        let mut rb = self.request(Method::GET, "/v1/workloads");
-        if let Some(ns) = ns {
-            rb = rb.query(&[("namespace", ns)]);
+        self.workloads_paged(ns, None).await
+    }
+
+    /// [`Client::workloads`], asking for pages of `limit` (the controller's default: `None`). `GET
+    /// /v1/workloads` answers one page and names the next in its [`CONTINUE_HEADER`] (a controller without
+    /// pages answers everything, with no such header).
+    async fn workloads_paged(&self, ns: Option<&str>, limit: Option<usize>) -> Result<Vec<WorkloadView>> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut rb = self.request(Method::GET, "/v1/workloads");
+            if let Some(ns) = ns {
+                rb = rb.query(&[("namespace", ns)]);
+            }
+            if let Some(limit) = limit {
+                rb = rb.query(&[("limit", limit)]);
+            }
+            if let Some(t) = &token {
+                rb = rb.query(&[("continue", t)]);
+            }
+            let resp = self.send(rb).await?;
+            let next = match resp.headers().get(CONTINUE_HEADER) {
+                Some(v) => Some(v.to_str().context("the controller sent an unreadable continue token")?.to_string()),
+                None => None,
+            };
+            let page: Vec<WorkloadView> = resp.json().await.context("the controller sent an unreadable reply")?;
+            // Each page must move on, or a confused controller would keep this loop going forever.
+            if next.is_some() && (page.is_empty() || next == token) {
+                return Err(anyhow!("the controller's workload list does not advance (continue token {next:?})"));
+            }
+            all.extend(page);
+            match next {
+                Some(t) => token = Some(t),
+                None => return Ok(all),
+            }
         }
-        self.json(rb).await
     }
 
     pub async fn nodes(&self) -> Result<Vec<NodeView>> {
@@ -185,6 +255,23 @@ impl Client {
     }
 
     /// A new join token; its secret is in the answer only.
+    pub async fn create_credential(&self, req: &CredentialRequest) -> Result<CredentialCreated> {
+        self.json(self.request(Method::POST, "/v1/credentials").json(req)).await
+    }
+
+    pub async fn credentials(&self) -> Result<Vec<CredentialView>> {
+        self.json(self.request(Method::GET, "/v1/credentials")).await
+    }
+
+    pub async fn delete_credential(&self, name: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/credentials/{name}"))).await?;
+        Ok(())
+    }
+
+    pub async fn audit(&self) -> Result<Vec<AuditView>> {
+        self.json(self.request(Method::GET, "/v1/audit")).await
+    }
+
     pub async fn create_token(&self, req: &TokenRequest) -> Result<TokenCreated> {
         self.json(self.request(Method::POST, "/v1/tokens").json(req)).await
     }
@@ -248,6 +335,24 @@ pub fn base_url(server: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// `workloads` follows the controller's pages to the end: a real in-process controller, pages of 2.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workloads_follow_every_page() {
+        let f = edge_tests::Fleet::embedded().await;
+        let sha = f.api.upload(edge_tests::example("ticker.wasm")).await;
+        for name in ["e", "a", "d", "b", "c"] {
+            f.api.deploy(name, &sha, 0).await;
+        }
+        let c = f.controller.as_ref().expect("a controller");
+        let client = super::Client::new(&c.api_addr.to_string()).with_token(c.admin_token.clone());
+        let names = |ws: Vec<edge_api::WorkloadView>| ws.into_iter().map(|w| w.name).collect::<Vec<_>>();
+        let paged = client.workloads_paged(None, Some(2)).await.expect("every page");
+        assert_eq!(names(paged), ["a", "b", "c", "d", "e"]);
+        let whole = client.workloads(Some("default")).await.expect("one page");
+        assert_eq!(names(whole), ["a", "b", "c", "d", "e"]);
+        f.stop().await;
+    }
+
     #[test]
     fn a_server_without_a_scheme_is_http() {
         assert_eq!(super::base_url("127.0.0.1:7700"), "http://127.0.0.1:7700");

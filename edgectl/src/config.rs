@@ -12,9 +12,13 @@
 //! `--context` or `current-context`, else [`DEFAULT_SERVER`]. A missing file is no error (the default applies);
 //! a broken or unreadable one is an error only when a command needs it, one line naming the file and line.
 //!
-//! Room for later fields (a context's `token`, `certificate-authority`): keys this version does not know, in a
+//! A context may carry the bearer `token` its requests send (`edgectl dev` writes its admin token) and the
+//! `certificate-authority` (a PEM file) that an `https://` server's certificate must chain to. The token a
+//! command sends ([`resolve`]): `--token`, else `$EDGE_TOKEN`, else the token of the context it talks to; with
+//! `--server`/`$EDGE_SERVER` that is the first context with the same server, so a context's token never goes to
+//! another controller. Keys this version does not know, in a
 //! context or at the top, are kept as they were when the file is written again, so an older edgectl switching
-//! contexts does not drop a newer one's credentials. The file is written whole to a temporary file of mode 0600
+//! contexts does not drop a newer one's fields. The file is written whole to a temporary file of mode 0600
 //! beside it, then renamed over it (it will hold credentials; a crash leaves the old file or the new, never half).
 //!
 //! Parsing and rendering are pure ([`Config::parse`], [`Config::render`]); [`load`] and [`save`] do the I/O.
@@ -48,8 +52,21 @@ pub struct Config {
 pub struct Context {
     pub name: String,
     pub server: String,
-    /// Keys this version does not read (a later `token`, `certificate-authority`), kept as written.
+    /// The bearer token its requests send.
+    pub token: Option<String>,
+    /// A PEM file of the CA an `https://` server's certificate must chain to.
+    pub certificate_authority: Option<String>,
+    /// Keys this version does not read, kept as written.
     extra: Vec<(String, String)>,
+}
+
+/// What a command talks to: the server, where it came from, and the credential and CA that go with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub server: String,
+    pub source: Source,
+    pub token: Option<String>,
+    pub certificate_authority: Option<String>,
 }
 
 /// Where the file is wrong.
@@ -107,7 +124,10 @@ fn entries<'a>(node: &'a Node, field: &str) -> Result<Vec<(String, &'a Node)>, P
 fn keep(key: &str, node: &Node, field: &str) -> Result<(String, String), ParseError> {
     match &node.value {
         Value::Scalar { text, .. } => Ok((key.to_string(), text.clone())),
-        _ => Err(error(node.at, format!("{field}{key}: unknown field (this edgectl reads name and server)"))),
+        _ => Err(error(
+            node.at,
+            format!("{field}{key}: unknown field (this edgectl reads name, server, token and certificate-authority)"),
+        )),
     }
 }
 
@@ -158,7 +178,13 @@ impl Config {
                 false
             }
             None => {
-                self.contexts.push(Context { name: name.to_string(), server: server.to_string(), extra: Vec::new() });
+                self.contexts.push(Context {
+                    name: name.to_string(),
+                    server: server.to_string(),
+                    token: None,
+                    certificate_authority: None,
+                    extra: Vec::new(),
+                });
                 true
             }
         }
@@ -196,6 +222,12 @@ impl Config {
                 let mut h = Hash::new();
                 h.insert(s("name"), s(&c.name));
                 h.insert(s("server"), s(&c.server));
+                if let Some(t) = &c.token {
+                    h.insert(s("token"), s(t));
+                }
+                if let Some(ca) = &c.certificate_authority {
+                    h.insert(s("certificate-authority"), s(ca));
+                }
                 for (k, v) in &c.extra {
                     h.insert(s(k), s(v));
                 }
@@ -220,16 +252,21 @@ impl Config {
 impl Context {
     fn parse(node: &Node, field: &str) -> Result<Context, ParseError> {
         let (mut name, mut server, mut extra) = (None, None, Vec::new());
+        let (mut token, mut certificate_authority) = (None, None);
         for (key, value) in entries(node, field)? {
             match key.as_str() {
                 "name" => name = Some(scalar(value, &format!("{field}.name"))?),
                 "server" => server = Some(scalar(value, &format!("{field}.server"))?),
+                "token" => token = Some(scalar(value, &format!("{field}.token"))?),
+                "certificate-authority" => {
+                    certificate_authority = Some(scalar(value, &format!("{field}.certificate-authority"))?)
+                }
                 _ => extra.push(keep(&key, value, &format!("{field}."))?),
             }
         }
         let name = name.ok_or_else(|| error(node.at, format!("{field}: name is required")))?;
         let server = server.ok_or_else(|| error(node.at, format!("{field} ({name}): server is required")))?;
-        Ok(Context { name, server, extra })
+        Ok(Context { name, server, token, certificate_authority, extra })
     }
 }
 
@@ -281,32 +318,65 @@ pub fn save(path: &Path, config: &Config) -> Result<()> {
 
 /// Creates or updates context `name` with `server` and makes it current (`edgectl dev`); the other contexts stay
 /// as they were. A broken file is left alone (the error says where it is broken).
-pub fn make_current(path: &Path, name: &str, server: &str) -> Result<()> {
+pub fn make_current(path: &Path, name: &str, server: &str, token: Option<&str>, ca: Option<&str>) -> Result<()> {
     let mut config = load(path)?.unwrap_or_default();
     config.set_context(name, server);
+    if let Some(c) = config.contexts.iter_mut().find(|c| c.name == name) {
+        c.token = token.map(str::to_string);
+        c.certificate_authority = ca.map(str::to_string);
+    }
     config.current = Some(name.to_string());
     save(path, &config)
 }
 
-/// The server a command talks to, and where it came from (see the module doc). The file is read only when
-/// neither `flag` nor `env` gives the server.
+/// What a command talks to (see the module doc). The file is read only when it is needed: for the server when
+/// neither `flag` nor `env` gives it, and for the token when neither `token_flag` nor `token_env` does (then a
+/// broken file only means no token).
 pub fn resolve(
     flag: Option<&str>,
     env: Option<&str>,
     context: Option<&str>,
     file: Option<&Path>,
-) -> Result<(String, Source)> {
-    if let Some(s) = flag.filter(|s| !s.trim().is_empty()) {
-        return Ok((s.to_string(), Source::Flag));
-    }
-    if let Some(s) = env.filter(|s| !s.trim().is_empty()) {
-        return Ok((s.to_string(), Source::Env));
-    }
-    let config = match file {
-        Some(path) => load(path)?,
-        None => None,
+    token_flag: Option<&str>,
+    token_env: Option<&str>,
+) -> Result<Target> {
+    let given = |v: Option<&str>| v.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_string());
+    let explicit = match (given(flag), given(env)) {
+        (Some(s), _) => Some((s, Source::Flag)),
+        (None, Some(s)) => Some((s, Source::Env)),
+        (None, None) => None,
     };
-    choose(config.as_ref(), context, file)
+    let token = given(token_flag).or_else(|| given(token_env));
+    let config = match (&explicit, file) {
+        (_, None) => None,
+        // The server is given: the file only lends a token and a CA, so a broken one is no error.
+        (Some(_), Some(path)) => load(path).ok().flatten(),
+        (None, Some(path)) => load(path)?,
+    };
+    let (server, source, ctx) = match explicit {
+        Some((server, source)) => {
+            // The context of this server: the current one first, else the first with it.
+            let config = config.as_ref();
+            let current = config.and_then(|c| c.current.as_deref()).and_then(|n| config?.context(n));
+            let same = |c: &&Context| crate::client::base_url(&c.server) == crate::client::base_url(&server);
+            let ctx = current.filter(same).or_else(|| config.and_then(|c| c.contexts.iter().find(same)));
+            (server, source, ctx.cloned())
+        }
+        None => {
+            let (server, source) = choose(config.as_ref(), context, file)?;
+            let ctx = match &source {
+                Source::Context(name) => config.as_ref().and_then(|c| c.context(name)).cloned(),
+                _ => None,
+            };
+            (server, source, ctx)
+        }
+    };
+    Ok(Target {
+        server,
+        source,
+        token: token.or_else(|| ctx.as_ref().and_then(|c| c.token.clone())),
+        certificate_authority: ctx.and_then(|c| c.certificate_authority),
+    })
 }
 
 /// [`resolve`]'s choice once the file is read (pure).
@@ -335,7 +405,8 @@ contexts:
   server: http://127.0.0.1:7700
 - name: pi-lab
   server: http://10.0.0.5:7700
-  token: later
+  token: ecr_lab
+  proxy: later
 ";
 
     #[test]
@@ -345,8 +416,9 @@ contexts:
         assert_eq!(c.contexts.len(), 2);
         assert_eq!(c.context("pi-lab").unwrap().server, "http://10.0.0.5:7700");
         let written = "current-context: dev\ncontexts:\n  - name: dev\n    server: \"http://127.0.0.1:7700\"\n  \
-                       - name: pi-lab\n    server: \"http://10.0.0.5:7700\"\n    token: later\n";
-        assert_eq!(c.render(), written, "unknown fields (a later token) are kept");
+                       - name: pi-lab\n    server: \"http://10.0.0.5:7700\"\n    token: ecr_lab\n    proxy: later\n";
+        assert_eq!(c.context("pi-lab").unwrap().token.as_deref(), Some("ecr_lab"));
+        assert_eq!(c.render(), written, "unknown fields (a later one) are kept");
         assert_eq!(Config::parse(written).unwrap(), c);
     }
 
@@ -402,12 +474,19 @@ contexts:
     fn the_flag_beats_the_env_beats_the_context_beats_the_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("edge").join("config.yaml");
-        let r = |flag, env, ctx| resolve(flag, env, ctx, Some(&file));
+        let r = |flag, env, ctx| resolve(flag, env, ctx, Some(&file), None, None).map(|t| (t.server, t.source));
         // No file: the default.
         assert_eq!(r(None, None, None).unwrap(), (DEFAULT_SERVER.to_string(), Source::Default));
         save(&file, &Config::parse(FILE).unwrap()).unwrap();
         assert_eq!(r(None, None, None).unwrap(), ("http://127.0.0.1:7700".into(), Source::Context("dev".into())));
         assert_eq!(r(None, None, Some("pi-lab")).unwrap().0, "http://10.0.0.5:7700");
+        let t = |flag, env, ctx, tf, te| resolve(flag, env, ctx, Some(&file), tf, te).unwrap().token;
+        assert_eq!(t(None, None, Some("pi-lab"), None, None).as_deref(), Some("ecr_lab"), "the context's token");
+        assert_eq!(t(None, None, Some("pi-lab"), None, Some("ecr_env")).as_deref(), Some("ecr_env"), "env wins");
+        assert_eq!(t(None, None, None, Some("ecr_f"), Some("ecr_env")).as_deref(), Some("ecr_f"), "flag wins");
+        assert_eq!(t(Some("http://10.0.0.5:7700"), None, None, None, None).as_deref(), Some("ecr_lab"), "same server");
+        assert_eq!(t(Some("10.0.0.5:7700"), None, None, None, None).as_deref(), Some("ecr_lab"), "http assumed");
+        assert_eq!(t(Some("http://10.9.9.9:7700"), None, None, None, None), None, "never to another server");
         assert_eq!(r(None, Some("e:1"), Some("pi-lab")).unwrap(), ("e:1".into(), Source::Env));
         assert_eq!(r(Some("f:1"), Some("e:1"), None).unwrap(), ("f:1".into(), Source::Flag));
         let e = r(None, None, Some("nope")).unwrap_err().to_string();
@@ -419,10 +498,10 @@ contexts:
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.yaml");
         std::fs::write(&file, "current-context: dev\ncontexts: 7\n").unwrap();
-        let e = resolve(None, None, None, Some(&file)).unwrap_err().to_string();
+        let e = resolve(None, None, None, Some(&file), None, None).unwrap_err().to_string();
         assert_eq!(e, format!("{}:2:11: contexts: expected a list, found a scalar", file.display()));
-        assert!(resolve(Some("f:1"), None, None, Some(&file)).is_ok(), "--server needs no file");
-        assert!(resolve(None, Some("e:1"), None, Some(&file)).is_ok(), "EDGE_SERVER needs no file");
+        assert!(resolve(Some("f:1"), None, None, Some(&file), None, None).is_ok(), "--server needs no file");
+        assert!(resolve(None, Some("e:1"), None, Some(&file), None, None).is_ok(), "EDGE_SERVER needs no file");
     }
 
     #[test]
@@ -430,18 +509,19 @@ contexts:
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.yaml");
         save(&file, &Config::parse(FILE).unwrap()).unwrap();
-        make_current(&file, "dev", "http://127.0.0.1:4242").unwrap();
-        make_current(&file, "dev", "http://127.0.0.1:4343").unwrap();
+        make_current(&file, "dev", "http://127.0.0.1:4242", None, None).unwrap();
+        make_current(&file, "dev", "http://127.0.0.1:4343", Some("ecr_dev"), None).unwrap();
         let c = load(&file).unwrap().unwrap();
         assert_eq!(c.context("dev").unwrap().server, "http://127.0.0.1:4343");
-        assert_eq!(c.context("pi-lab").unwrap().extra, [("token".to_string(), "later".to_string())]);
+        assert_eq!(c.context("dev").unwrap().token.as_deref(), Some("ecr_dev"));
+        assert_eq!(c.context("pi-lab").unwrap().extra, [("proxy".to_string(), "later".to_string())]);
         assert_eq!(c.contexts.len(), 2);
         std::fs::write(&file, "contexts: [\n").unwrap();
-        assert!(make_current(&file, "dev", "http://x").is_err());
+        assert!(make_current(&file, "dev", "http://x", None, None).is_err());
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "contexts: [\n");
         // No file yet: made, with the one context.
         let fresh = dir.path().join("new").join("config.yaml");
-        make_current(&fresh, "dev", "http://127.0.0.1:7700").unwrap();
+        make_current(&fresh, "dev", "http://127.0.0.1:7700", None, None).unwrap();
         assert_eq!(
             std::fs::read_to_string(&fresh).unwrap(),
             "current-context: dev\ncontexts:\n  - name: dev\n    server: \"http://127.0.0.1:7700\"\n"

@@ -5,9 +5,9 @@
 //! polling around it, `progress.rs` bars and spinners on a terminal (none when piped), `table.rs` plain text
 //! tables, `selector.rs` label selectors (`-l`), `age.rs` the spans they show (`3m12s`) and token lifetimes,
 //! `config.rs` the contexts file (which controller to talk to). Only `cmd/dev.rs` (feature `dev`, on by default) links the
-//! controller and the agent.
+//! controller and the agent. `age`, `manifest` and `template` are the library half (`lib.rs`), so that the fuzz
+//! targets (`fuzz/`) reach the manifest parsers; the binary uses them as `crate::manifest` all the same.
 
-mod age;
 mod agent_files;
 mod cli;
 mod client;
@@ -16,13 +16,13 @@ mod config;
 mod flash;
 mod follow;
 mod install;
-mod manifest;
 mod module;
 mod progress;
 mod selector;
 mod table;
-mod template;
 mod watch;
+
+use edgectl::{age, manifest, template};
 
 use clap::error::ErrorKind;
 use clap::Parser;
@@ -82,15 +82,29 @@ fn talks_to_controller(command: &Command) -> bool {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let server = if talks_to_controller(&cli.command) {
+    let (server, token, ca) = if talks_to_controller(&cli.command) {
         let env = std::env::var("EDGE_SERVER").ok();
+        let env_token = std::env::var("EDGE_TOKEN").ok();
         let file = config::path();
-        config::resolve(cli.server.as_deref(), env.as_deref(), cli.context.as_deref(), file.as_deref())?.0
+        let target = config::resolve(
+            cli.server.as_deref(),
+            env.as_deref(),
+            cli.context.as_deref(),
+            file.as_deref(),
+            cli.token.as_deref(),
+            env_token.as_deref(),
+        )?;
+        let ca = cli
+            .certificate_authority
+            .clone()
+            .or_else(|| std::env::var("EDGE_CA").ok().filter(|c| !c.trim().is_empty()))
+            .or(target.certificate_authority);
+        (target.server, target.token, ca)
     } else {
-        config::DEFAULT_SERVER.to_string()
+        (config::DEFAULT_SERVER.to_string(), None, None)
     };
-    let client = client::Client::new(&server);
-    let ns = cli.namespace.as_str();
+    let client = client::Client::connect(&server, token, ca.as_deref())?;
+    let ns = cli.namespace.as_deref().unwrap_or("default");
     match cli.command {
         #[cfg(feature = "dev")]
         Command::Dev(args) => cmd::dev::run(args).await,
@@ -108,6 +122,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollout(args) => cmd::rollout::run(&client, ns, args.command).await,
         Command::Create(args) => match args.what {
             cli::CreateWhat::Namespace => cmd::create::namespace(&client, &args).await,
+            cli::CreateWhat::Credential => {
+                let ns = cli.namespace.as_deref();
+                cmd::credential::create(&client, &args.name, ns, &args.role, args.ttl).await
+            }
         },
         Command::Describe(args) => match args.what {
             cli::DescribeWhat::Node => cmd::describe::node(&client, &args.name, args.output).await,
@@ -118,10 +136,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Drain(a) => cmd::node::run(&client, &a.node, cmd::node::Op::Drain).await,
         Command::Label(a) => cmd::node::label(&client, &a.node, &a.labels).await,
         Command::Logs(args) => cmd::logs::run(&client, ns, &args).await,
+        Command::Events(args) if args.audit => cmd::credential::audit(&client, args.output).await,
         Command::Events(args) => cmd::events::run(&client, ns, &args).await,
         Command::Top(args) => cmd::top::run(&client, ns, &args).await,
         Command::Version(args) => cmd::version::run(&client, &args).await,
-        Command::Config(args) => cmd::config::run(args.command, cli.server.as_deref()),
+        Command::Config(args) => cmd::config::run(
+            args.command,
+            cli.server.as_deref(),
+            cli.token.as_deref(),
+            cli.certificate_authority.as_deref(),
+        ),
         Command::Completion(args) => {
             // Into a buffer first: clap_complete panics on a write error (`| head` closing the pipe).
             let mut script = Vec::new();

@@ -17,14 +17,20 @@ struct Out {
 
 /// Runs the real binary (off the runtime's threads: the controller answers it from this process). Every call is
 /// bounded by the timeouts it is given (`--wait-timeout`, `--timeout`).
-async fn edgectl(server: &str, args: &[&str]) -> Out {
+/// A controller's address and admin credential, as every command here passes them.
+struct Server {
+    url: String,
+    token: String,
+}
+
+async fn edgectl(server: &Server, args: &[&str]) -> Out {
     edgectl_fed(server, args, None).await
 }
 
 /// [`edgectl`] with `input` on its standard input (closed, so the binary sees its end).
-async fn edgectl_fed(server: &str, args: &[&str], input: Option<String>) -> Out {
+async fn edgectl_fed(server: &Server, args: &[&str], input: Option<String>) -> Out {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgectl"));
-    cmd.arg("--server").arg(server).args(args);
+    cmd.arg("--server").arg(&server.url).env("EDGE_TOKEN", &server.token).args(args);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let out = tokio::task::spawn_blocking(move || {
         let mut child = cmd.spawn().expect("run edgectl");
@@ -49,8 +55,9 @@ fn example(name: &str) -> String {
     format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn server(fleet: &Fleet) -> String {
-    format!("http://{}", fleet.controller.as_ref().unwrap().api_addr)
+fn server(fleet: &Fleet) -> Server {
+    let c = fleet.controller.as_ref().unwrap();
+    Server { url: format!("http://{}", c.api_addr), token: c.admin_token.clone().expect("an admin credential") }
 }
 
 /// One `error: …` line on stderr, and failure.
@@ -87,12 +94,62 @@ async fn refuses_bad_modules_and_unknown_names_with_one_line_errors() {
     assert!(out.ok);
     assert_eq!(out.stdout.trim(), "[]", "nothing was stored");
 
-    let out = edgectl("http://127.0.0.1:9", &["get", "nodes"]).await;
+    let nowhere = Server { url: "http://127.0.0.1:9".into(), token: String::new() };
+    let out = edgectl(&nowhere, &["get", "nodes"]).await;
     assert!(one_line_error(&out).starts_with("error: cannot reach the controller"), "{}", out.stderr);
 
     // Usage errors too: clap's several lines of usage and tips are cut to the first.
     let out = edgectl(&server, &["get", "workloads", "--no-such-flag"]).await;
     assert!(one_line_error(&out).contains("--no-such-flag"), "{}", out.stderr);
+    fleet.stop().await;
+}
+
+/// Credentials from the command line: `create credential` prints the token alone on its last line, a `view`
+/// token lists but cannot deploy, an `edit` token for a namespace deploys there only, `get credentials` never shows
+/// a token, `events --audit` names who changed what, and no token at all is one line naming what to send.
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_from_the_command_line() {
+    let fleet = Fleet::embedded().await;
+    let server = server(&fleet);
+    let as_token = |token: &str| Server { url: server.url.clone(), token: token.to_string() };
+    let ticker = example("ticker.wasm");
+    assert!(edgectl(&server, &["create", "namespace", "team-a"]).await.ok);
+    let out = edgectl(&server, &["create", "credential", "viewer", "--role", "view"]).await;
+    assert!(out.ok, "{}", out.stderr);
+    let view = as_token(out.stdout.lines().last().unwrap().trim());
+    assert!(view.token.starts_with("ecr_"), "{}", out.stdout);
+    let out =
+        edgectl(&server, &["create", "credential", "dev-a", "-n", "team-a", "--role", "edit", "--ttl", "1h"]).await;
+    assert!(out.ok && out.stdout.contains("namespace team-a"), "{}", out.stderr);
+    let edit = as_token(out.stdout.lines().last().unwrap().trim());
+
+    assert!(edgectl(&view, &["get", "workloads", "-A"]).await.ok);
+    let out = edgectl(&view, &["deploy", "v", &ticker]).await;
+    assert!(one_line_error(&out).contains("viewer (view)"), "{}", out.stderr);
+    let out = edgectl(&edit, &["-n", "team-a", "deploy", "t", &ticker]).await;
+    assert!(out.ok, "{}", out.stderr);
+    let out = edgectl(&edit, &["deploy", "t", &ticker]).await;
+    assert!(one_line_error(&out).contains("namespace default"), "{}", out.stderr);
+
+    let out = edgectl(&server, &["get", "credentials"]).await;
+    assert!(out.ok && out.stdout.contains("dev-a") && out.stdout.contains("team-a"), "{}", out.stdout);
+    assert!(!out.stdout.contains(&edit.token), "never a token");
+    // The trail is written just after each reply: ask until the refused deploy is there (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let audit = loop {
+        let out = edgectl(&server, &["events", "--audit"]).await;
+        if out.stdout.contains("may not change namespace default") || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(audit.ok && audit.stdout.contains("PUT /v1/namespaces/team-a/workloads/t"), "{}", audit.stdout);
+    assert!(audit.stdout.contains("dev-a") && audit.stdout.contains("403"), "{}", audit.stdout);
+    assert!(edgectl(&server, &["delete", "credential", "viewer"]).await.ok);
+    let out = edgectl(&view, &["get", "workloads"]).await;
+    assert!(one_line_error(&out).contains("unknown credential"), "{}", out.stderr);
+    let out = edgectl(&as_token(""), &["get", "workloads"]).await;
+    assert!(one_line_error(&out).contains("no credential"), "{}", out.stderr);
     fleet.stop().await;
 }
 

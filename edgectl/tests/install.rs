@@ -178,7 +178,8 @@ async fn install_over_ssh_ends_with_a_ready_node_and_uninstall_removes_it() {
     let _agent = AgentGuard(prefix.clone());
     let known_hosts = dir.path().join("known_hosts");
 
-    let mut args = strings(&["--server", &server, "install"]);
+    let admin = fleet.controller.as_ref().unwrap().admin_token.clone().unwrap();
+    let mut args = strings(&["--server", &server, "--token", &admin, "install"]);
     args.extend(ssh_args(&sshd, &known_hosts));
     args.extend(strings(&[
         "--accept-new-host-key",

@@ -12,10 +12,16 @@ struct Out {
     stderr: String,
 }
 
+/// The controller's admin credential, which every command sends (one controller per test binary run).
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 async fn edgectl(server: &str, args: &[&str]) -> Out {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgectl"));
     // No scheme: `--server HOST:PORT` is http.
     cmd.arg("--server").arg(server).args(args);
+    if let Some(token) = TOKEN.get() {
+        cmd.env("EDGE_TOKEN", token);
+    }
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("run edgectl")).await.unwrap();
     Out {
         ok: out.status.success(),
@@ -39,6 +45,7 @@ async fn pods_events_logs_and_version_read_as_kubectl_users_expect() {
     fleet.start_agent("edge-1");
     fleet.wait_ready_nodes(1).await;
     let server = fleet.controller.as_ref().unwrap().api_addr.to_string();
+    let _ = TOKEN.set(fleet.controller.as_ref().unwrap().admin_token.clone().expect("an admin credential"));
     let wait = ["--wait", "--wait-timeout", "60s"];
     ok(edgectl(&server, &[&["deploy", "tick", &example("ticker.wasm"), "--replicas", "2"][..], &wait].concat()).await);
     ok(edgectl(&server, &[&["deploy", "once", &example("hello.wasm"), "--restart", "never"][..], &wait].concat())

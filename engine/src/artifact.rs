@@ -62,6 +62,11 @@ impl Compiler {
 
     /// The artifact of `wasm` for `profile`. CPU-heavy (Cranelift): call it off async threads.
     pub fn precompile(&self, profile: &EngineProfile, wasm: &[u8]) -> Result<Vec<u8>, ArtifactError> {
+        if profile.target.runs() != Some(edge_proto::mcu::ModuleAbi::Wasi) {
+            // wasmi nodes load WebAssembly bytes; nothing is compiled for them (nor for nodes with no engine).
+            let reason = "microcontroller targets run WebAssembly bytes, not precompiled code".to_string();
+            return Err(ArtifactError::Compile { target: profile.target.to_string(), reason });
+        }
         let engine = self.engine(profile)?;
         engine.precompile_module(wasm).map_err(|e| ArtifactError::Compile {
             target: profile.target.to_string(),

@@ -48,6 +48,10 @@ pub fn triple(target: EngineTarget) -> &'static str {
         EngineTarget::Aarch64 => "aarch64-unknown-linux-gnu",
         EngineTarget::Pulley32 => "pulley32",
         EngineTarget::Pulley64 => "pulley64",
+        // Microcontroller targets: never compiled for (the controller builds artifacts only for the targets
+        // wasmtime runs, `EngineTarget::runs`); named so a stray attempt fails with a readable error.
+        EngineTarget::Wasmi => "wasmi (not a wasmtime target)",
+        EngineTarget::None => "none (no WebAssembly engine)",
     }
 }
 

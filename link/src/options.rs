@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions};
+use std::sync::Arc;
+
+use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions, TlsConfiguration, Transport};
 
 /// Room for MQTT framing (fixed header, topic, packet id) around the largest envelope.
 pub const FRAMING: usize = 4096;
@@ -32,6 +34,8 @@ pub struct LinkOptions {
     clean_session: bool,
     /// MQTT username and password; `None` connects anonymously.
     credentials: Option<Login>,
+    /// MQTT over TLS, trusting what this config trusts (`edge_tls::client_config`: the cluster's key).
+    tls: Option<Arc<edge_tls::rustls::ClientConfig>>,
 }
 
 /// A username and password; `Debug` never shows the password.
@@ -61,6 +65,7 @@ impl LinkOptions {
             last_will: None,
             clean_session: true,
             credentials: None,
+            tls: None,
         }
     }
 
@@ -116,6 +121,12 @@ impl LinkOptions {
         (&self.host, self.port)
     }
 
+    /// MQTT over TLS to a server of the cluster whose key has this fingerprint, whatever its name or address.
+    pub fn tls_pinned(mut self, fingerprint: [u8; 16]) -> Result<LinkOptions, edge_tls::TlsError> {
+        self.tls = Some(edge_tls::client_config(fingerprint, &[])?);
+        Ok(self)
+    }
+
     /// The rumqttc options these stand for.
     pub fn mqtt_options(&self) -> MqttOptions {
         let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
@@ -128,6 +139,9 @@ impl LinkOptions {
         }
         if let Some(login) = &self.credentials {
             options.set_credentials(login.username.clone(), login.password.clone());
+        }
+        if let Some(tls) = &self.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls.clone())));
         }
         options
     }

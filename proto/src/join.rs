@@ -81,7 +81,10 @@ impl fmt::Display for JoinRefusal {
             JoinRefusal::Expired => f.write_str("the token has expired (make another: edgectl token create)"),
             JoinRefusal::Unknown => f.write_str("unknown token (the controller does not know it; was it deleted?)"),
             JoinRefusal::WrongNode { allowed } => write!(f, "the token is for node {allowed:?} only"),
-            JoinRefusal::InvalidName { reason } => write!(f, "invalid node name: {reason}"),
+            JoinRefusal::InvalidName { reason } => {
+                f.write_str("invalid node name: ")?;
+                escaped(f, reason)
+            }
             JoinRefusal::NameTaken => {
                 f.write_str("a node of this name already joined with another key (edgectl delete node NAME first)")
             }
@@ -89,6 +92,19 @@ impl fmt::Display for JoinRefusal {
             JoinRefusal::BadKey => f.write_str("the node key is not a usable ed25519 public key"),
         }
     }
+}
+
+/// Writes `text` from the wire with its control characters escaped (`\n`, `\u{1b}`): a refusal is unsigned, so
+/// whoever can publish on the reply topic chooses its text, and it must still print as one line.
+fn escaped(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
 }
 
 /// What the cluster key signs in `JoinReply::Accepted`: the node's name, its key and the token used.
@@ -179,12 +195,13 @@ mod tests {
             JoinRefusal::Unknown,
             JoinRefusal::WrongNode { allowed: "pi-1".into() },
             JoinRefusal::InvalidName { reason: "contains '/'".into() },
+            JoinRefusal::InvalidName { reason: "forged\r\nsecond line \u{1b}[31m".into() },
             JoinRefusal::NameTaken,
             JoinRefusal::Unavailable,
             JoinRefusal::BadKey,
         ] {
             let s = alloc::string::ToString::to_string(&r);
-            assert!(!s.is_empty() && !s.contains('\n'), "{s}");
+            assert!(!s.is_empty() && !s.contains(['\n', '\r', '\u{1b}']), "{s}");
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`envelope`]: the versioned envelope every payload travels in, with room for an authentication tag.
 //! - [`auth`]: what the cluster key signs (specs, artifacts) and what a node's report tag covers.
 //! - [`join`]: joining with a token (request, reply, topics).
+//! - [`mcu`]: the host ABI of modules for microcontroller nodes (wasmi), shared by the controller's validator
+//!   and the firmware, and what such an instance needs of a node's RAM.
 //! - [`broker`]: broker URLs (`mqtt://HOST:PORT`) as users write them.
 //! - [`quantity`]: Kubernetes-style CPU and memory quantities (`250m`, `64Mi`).
 //! - [`backoff`]: the jittered reconnect back-off both MQTT clients use.
@@ -31,6 +33,7 @@ pub mod backoff;
 pub mod broker;
 pub mod envelope;
 pub mod join;
+pub mod mcu;
 pub mod message;
 pub mod name;
 pub mod quantity;
@@ -38,7 +41,7 @@ pub mod timing;
 pub mod topic;
 pub mod v3;
 
-pub use broker::{parse_broker_url, BadBrokerUrl};
+pub use broker::{parse_broker_endpoint, parse_broker_url, BadBrokerUrl, BrokerEndpoint};
 pub use envelope::{
     decode, encode, encode_for, encode_for_with_auth, encode_with_auth, DecodeError, Envelope, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,

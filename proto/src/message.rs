@@ -102,18 +102,31 @@ impl Resources {
     }
 }
 
-/// What code a node can run: a Cranelift native target or Pulley, wasmtime's portable interpreter.
+/// What code a node can run: a Cranelift native target or Pulley, wasmtime's portable interpreter (Linux
+/// agents, WASI modules); or, on microcontrollers, the wasmi interpreter with the MCU host ABI
+/// ([`crate::mcu`]), or no WebAssembly engine at all.
+///
+/// `Wasmi` and `None` were appended without a protocol bump: only MCU nodes announce them, in their own hello
+/// (nodes → controller), and an MCU node's module requests name no profile (it fetches WebAssembly bytes), so
+/// no peer older than its controller is ever sent one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EngineTarget {
     X86_64,
     Aarch64,
     Pulley32,
     Pulley64,
+    /// wasmi, a `no_std` interpreter, running MCU-ABI modules (firmware on a board that can hold it).
+    Wasmi,
+    /// No WebAssembly engine: a microcontroller that runs the firmware core alone (no CAS atomics for wasmi).
+    None,
 }
 
 impl EngineTarget {
+    /// The targets wasmtime runs (what an agent's `--engine` names and artifacts are compiled for).
     pub const ALL: [EngineTarget; 4] =
         [EngineTarget::X86_64, EngineTarget::Aarch64, EngineTarget::Pulley32, EngineTarget::Pulley64];
+    /// The targets of microcontroller nodes.
+    pub const MCU: [EngineTarget; 2] = [EngineTarget::Wasmi, EngineTarget::None];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -121,6 +134,19 @@ impl EngineTarget {
             EngineTarget::Aarch64 => "aarch64",
             EngineTarget::Pulley32 => "pulley32",
             EngineTarget::Pulley64 => "pulley64",
+            EngineTarget::Wasmi => "wasmi",
+            EngineTarget::None => "none",
+        }
+    }
+
+    /// Which modules this target runs: WASI modules under wasmtime, MCU-ABI modules under wasmi, none at all.
+    pub fn runs(self) -> Option<crate::mcu::ModuleAbi> {
+        match self {
+            EngineTarget::X86_64 | EngineTarget::Aarch64 | EngineTarget::Pulley32 | EngineTarget::Pulley64 => {
+                Some(crate::mcu::ModuleAbi::Wasi)
+            }
+            EngineTarget::Wasmi => Some(crate::mcu::ModuleAbi::Mcu),
+            EngineTarget::None => None,
         }
     }
 }

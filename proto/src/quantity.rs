@@ -59,11 +59,7 @@ pub fn format_memory(bytes: u64) -> String {
     for (unit, size) in UNITS {
         if bytes >= size {
             let v = bytes as f64 / size as f64;
-            return if bytes.is_multiple_of(size) {
-                format!("{}{unit}", bytes / size)
-            } else {
-                format!("{v:.1}{unit}")
-            };
+            return if bytes % size == 0 { format!("{}{unit}", bytes / size) } else { format!("{v:.1}{unit}") };
         }
     }
     bytes.to_string()
@@ -75,7 +71,7 @@ pub fn format_memory(bytes: u64) -> String {
 pub fn format_memory_exact(bytes: u64) -> String {
     let binary = MEMORY_UNITS[..6].iter().rev();
     let decimal = MEMORY_UNITS[6..10].iter().rev();
-    match binary.chain(decimal).find(|(_, size)| bytes > 0 && bytes.is_multiple_of(*size)) {
+    match binary.chain(decimal).find(|(_, size)| bytes > 0 && bytes % *size == 0) {
         Some((unit, size)) => format!("{}{unit}", bytes / size),
         None => bytes.to_string(),
     }
@@ -83,7 +79,7 @@ pub fn format_memory_exact(bytes: u64) -> String {
 
 /// Formats millicores: `250m`, `2`.
 pub fn format_cpu(millis: u32) -> String {
-    if millis.is_multiple_of(1000) {
+    if millis % 1000 == 0 {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -114,13 +110,13 @@ pub fn parse_duration(s: &str) -> Result<core::time::Duration, String> {
 /// Formats a duration the way [`parse_duration`] reads it (`500ms`, `2s`, `90s`, `5m`, `1h`).
 pub fn format_duration(d: core::time::Duration) -> String {
     let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) || ms == 0 {
+    if ms % 1000 != 0 || ms == 0 {
         return format!("{ms}ms");
     }
     let s = ms / 1000;
-    if s.is_multiple_of(3600) {
+    if s % 3600 == 0 {
         format!("{}h", s / 3600)
-    } else if s.is_multiple_of(60) {
+    } else if s % 60 == 0 {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")

@@ -78,6 +78,8 @@ pub struct Fleet {
     /// Agents join with a token made for them (default): their specs are signed and verified, their reports
     /// tagged. `false` for a test whose agents must follow a controller with another cluster key.
     pub join_agents: bool,
+    /// Whether the broker speaks TLS: agents then connect over it, pinned to the cluster (`broker_tls`).
+    pub mqtt_tls: bool,
     agents: Vec<(String, watch::Sender<bool>, JoinHandle<()>)>,
 }
 
@@ -102,8 +104,9 @@ impl Fleet {
             ports::broker_port_taken,
         )
         .await;
-        let api = Api::new(controller.api_addr);
-        Fleet { dir, controller: Some(controller), api, broker, join_agents: true, agents: Vec::new() }
+        let api = Api::of(&controller);
+        let mqtt_tls = controller.mqtt_tls;
+        Fleet { dir, controller: Some(controller), api, broker, join_agents: true, mqtt_tls, agents: Vec::new() }
     }
 
     pub async fn with_broker(broker: BrokerMode) -> Fleet {
@@ -117,8 +120,9 @@ impl Fleet {
         let mut cfg = controller_config(dir.path(), broker.clone());
         tune(&mut cfg);
         let controller = edge_controller::start(cfg).await.expect("controller starts");
-        let api = Api::new(controller.api_addr);
-        Fleet { dir, controller: Some(controller), api, broker, join_agents: true, agents: Vec::new() }
+        let api = Api::of(&controller);
+        let mqtt_tls = controller.mqtt_tls;
+        Fleet { dir, controller: Some(controller), api, broker, join_agents: true, mqtt_tls, agents: Vec::new() }
     }
 
     /// The broker agents and restarted controllers use (an embedded broker outlives its controller).
@@ -144,6 +148,7 @@ impl Fleet {
     pub fn start_agent_with(&mut self, name: &str, host: &str, port: u16, tune: impl FnOnce(&mut AgentConfig)) {
         let mut cfg = edge_agent::AgentConfig::new(name, host, port, self.dir.path().join("agents").join(name));
         cfg.heartbeat = Duration::from_millis(500);
+        cfg.broker_tls = self.mqtt_tls;
         tune(&mut cfg);
         let (tx, rx) = watch::channel(false);
         let api = self.join_agents.then(|| self.api.clone());
@@ -166,7 +171,7 @@ impl Fleet {
         }
         let (host, port) = self.broker_addr();
         let c = start_controller(self.dir.path(), BrokerMode::External { host, port }).await;
-        self.api = Api::new(c.api_addr);
+        self.api = Api::of(&c);
         self.controller = Some(c);
     }
 
@@ -178,7 +183,7 @@ impl Fleet {
         }
         let (host, port) = self.broker_addr();
         let c = start_controller(&self.dir.path().join(fresh), BrokerMode::External { host, port }).await;
-        self.api = Api::new(c.api_addr);
+        self.api = Api::of(&c);
         self.controller = Some(c);
     }
 
@@ -248,16 +253,59 @@ pub fn open(c: &mut ControllerConfig) {
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    /// The bearer credential every request sends (the controller's admin token, by default).
+    token: Option<String>,
 }
 
 impl Api {
+    /// A client without a credential (every request but `/healthz` is refused with 401).
     pub fn new(addr: SocketAddr) -> Api {
-        Api { base: format!("http://{addr}"), http: reqwest::Client::new() }
+        edge_tls::install_default_provider();
+        Api { base: format!("http://{addr}"), http: reqwest::Client::new(), token: None }
+    }
+
+    /// A client of an in-process controller with its admin credential; over HTTPS pinned to its cluster when
+    /// its API speaks TLS.
+    pub fn of(c: &Running) -> Api {
+        let api = Api::new(c.api_addr).with_token(c.admin_token.clone());
+        if c.api_tls {
+            api.pinned(&c.fingerprint)
+        } else {
+            api
+        }
+    }
+
+    /// The same client over HTTPS, trusting only the cluster whose fingerprint (`sha256:…`) is `pin`.
+    pub fn pinned(mut self, pin: &str) -> Api {
+        let pin = edge_tls::pin_from(pin).expect("a cluster fingerprint");
+        let tls = edge_tls::client_config(pin, &[b"http/1.1"]).expect("a TLS client config");
+        self.http = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().expect("an HTTPS client");
+        self.base = self.base.replacen("http://", "https://", 1);
+        self
+    }
+
+    /// The credential it sends.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The same client with `token` as its credential.
+    pub fn with_token(mut self, token: Option<String>) -> Api {
+        self.token = token;
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
     }
 
     /// `None` when the controller cannot be reached or does not answer 2xx with JSON.
     pub async fn try_get(&self, path: &str) -> Option<Value> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await.ok()?;
+        let resp = self.request(reqwest::Method::GET, path).send().await.ok()?;
         if !resp.status().is_success() {
             return None;
         }
@@ -267,19 +315,19 @@ impl Api {
 
     /// The status and body text of a `GET`; `None` when the controller cannot be reached.
     pub async fn try_text(&self, path: &str) -> Option<(u16, String)> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await.ok()?;
+        let resp = self.request(reqwest::Method::GET, path).send().await.ok()?;
         let status = resp.status().as_u16();
         Some((status, resp.text().await.ok()?))
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await.expect("GET");
+        let resp = self.request(reqwest::Method::GET, path).send().await.expect("GET");
         resp.json().await.expect("JSON body")
     }
 
     /// Sends JSON; `None` when the controller cannot be reached, else the status.
     pub async fn try_send(&self, method: reqwest::Method, path: &str, json: Value) -> Option<u16> {
-        let resp = self.http.request(method, format!("{}{path}", self.base)).json(&json).send().await.ok()?;
+        let resp = self.request(method, path).json(&json).send().await.ok()?;
         let status = resp.status().as_u16();
         resp.bytes().await.ok()?;
         Some(status)
@@ -293,7 +341,7 @@ impl Api {
         body: Option<reqwest::Body>,
         json: Option<Value>,
     ) -> (u16, Value) {
-        let mut rb = self.http.request(method, format!("{}{path}", self.base));
+        let mut rb = self.request(method, path);
         if let Some(b) = body {
             rb = rb.body(b);
         }

@@ -171,6 +171,8 @@ pub struct ControllerProc {
     pub proc: Proc,
     pub api: SocketAddr,
     pub mqtt: Mqtt,
+    /// Its admin credential (`admin.token` in its data dir, written at its first start).
+    pub admin: Option<String>,
 }
 
 /// What the controller prints once it serves (`edge-controller: API on http://ADDR, MQTT on …`).
@@ -211,7 +213,8 @@ impl ControllerProc {
         let at = out.find(API_BANNER).map(|i| &out[i + API_BANNER.len()..]).unwrap_or_default();
         let addr = at.split(|c: char| c == ',' || c.is_whitespace()).next().unwrap_or_default();
         let api = addr.parse().unwrap_or_else(|e| panic!("{name}: cannot read the API address {addr:?}: {e}"));
-        Ok(ControllerProc { proc, api, mqtt })
+        let admin = std::fs::read_to_string(data.join("admin.token")).ok().map(|t| t.trim().to_string());
+        Ok(ControllerProc { proc, api, mqtt, admin })
     }
 
     /// Starts a controller. With an embedded broker (`external: None`) its port is picked, and picked again
@@ -248,6 +251,11 @@ impl ControllerProc {
 
     pub fn mqtt_port(&self) -> u16 {
         self.mqtt.port()
+    }
+
+    /// A client of its API with its admin credential.
+    pub fn client(&self) -> crate::Api {
+        crate::Api::new(self.api).with_token(self.admin.clone())
     }
 }
 

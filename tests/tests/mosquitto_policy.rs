@@ -14,6 +14,11 @@ use serde_json::json;
 
 /// A controller keeping Mosquitto's files, and that Mosquitto, its link up.
 async fn mosquitto_fleet() -> (Fleet, Mosquitto, u16) {
+    mosquitto_fleet_with(None).await
+}
+
+/// [`mosquitto_fleet`], with a TLS listener on `tls_port` too (`--mosquitto-tls-port`).
+async fn mosquitto_fleet_with(tls_port: Option<u16>) -> (Fleet, Mosquitto, u16) {
     let port = edge_tests::ports::free_port();
     let files = tempfile::tempdir().expect("tempdir");
     let (dir, pid): (PathBuf, PathBuf) = (files.path().join("mosquitto"), files.path().join("mosquitto.pid"));
@@ -21,6 +26,7 @@ async fn mosquitto_fleet() -> (Fleet, Mosquitto, u16) {
         c.require_join = true;
         c.mosquitto_dir = Some(dir.clone());
         c.mosquitto_pid = Some(pid.clone());
+        c.mosquitto_tls_port = tls_port;
     })
     .await;
     // The files exist once the controller started; Mosquitto reads them at its start.
@@ -61,5 +67,24 @@ async fn a_node_joins_through_mosquitto_and_runs_a_workload() {
     fleet.api.deploy("tick", &sha, 1).await;
     let running = fleet.api.wait_running("tick", 1).await;
     assert_eq!(running[0]["node"], "pi-1", "{running:?}");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_and_runs_over_mosquitto_tls_on_the_clusters_certificate() {
+    let tls_port = edge_tests::ports::free_port();
+    let (mut fleet, mosquitto, _port) = mosquitto_fleet_with(Some(tls_port)).await;
+    let token = policy::create_token(&fleet, json!({})).await.to_string();
+    // Over TLS, pinned by the token's fingerprint to the chain Mosquitto sends (broker.crt: leaf, then root).
+    fleet.start_agent_with("pi-1", "127.0.0.1", tls_port, |c| {
+        c.join = Some(token);
+        c.broker_tls = true;
+    });
+    fleet.wait_ready_nodes(1).await;
+    let sha = fleet.api.upload(example("ticker.wasm")).await;
+    fleet.api.deploy("tick", &sha, 1).await;
+    let running = fleet.api.wait_running("tick", 1).await;
+    assert_eq!(running[0]["node"], "pi-1", "{running:?}");
+    assert!(mosquitto.output().contains(&format!("port {tls_port}")), "{}", mosquitto.output());
     fleet.stop().await;
 }

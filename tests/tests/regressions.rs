@@ -271,7 +271,9 @@ async fn fill_store(api: &Api, module: &str, file: &std::path::Path) -> u64 {
 async fn put_filler(api: &Api, module: &str, n: usize) {
     let body = serde_json::json!({
         "module": module, "replicas": 1, "cpu_millis": 10, "memory_bytes": 1 << 20,
-        "env": [["FILL", "f".repeat(FILLER)]], "selector": {"filler": "never-matches"},
+        // Two variables: one value may hold at most 16 KiB (`controller/src/api/bounds.rs`).
+        "env": [["FILL", "f".repeat(FILLER / 2)], ["FILM", "f".repeat(FILLER / 2)]],
+        "selector": {"filler": "never-matches"},
     });
     let path = format!("/v1/namespaces/default/workloads/filler-{n}");
     let (status, v) = api.send(reqwest::Method::PUT, &path, None, Some(body)).await;
@@ -293,7 +295,7 @@ async fn a_committed_delete_is_answered_success_even_when_the_following_pass_fai
     // SIGXFSZ ignored (an ignored signal stays ignored across exec): a write past the limit fails with EFBIG.
     let via = ["/bin/sh", "-c", "trap '' XFSZ; exec \"$0\" \"$@\""];
     let c = ControllerProc::start_via(&via, "controller", &data, None, &[], dir.path());
-    let api = Api::new(c.api);
+    let api = c.client();
     let mut cfg = SimConfig::new("127.0.0.1", c.mqtt.port(), NODES);
     cfg.per_connection = 50;
     cfg.heartbeat = Duration::from_secs(1);
@@ -350,7 +352,7 @@ async fn a_committed_delete_is_answered_success_even_when_the_following_pass_fai
     let (mut proc, mqtt) = (c.proc, c.mqtt);
     proc.kill9();
     let again = ControllerProc::restart("controller-again", &data, mqtt, &[], dir.path());
-    let api = Api::new(again.api);
+    let api = again.client();
     let (status, v) = api.send(reqwest::Method::GET, "/v1/namespaces/default/workloads/doomed", None, None).await;
     assert_eq!(status, 404, "the delete answered as done was not committed: {v}");
     let a = api.clone();
@@ -378,7 +380,7 @@ async fn a_deploy_that_changes_no_instance_is_committed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("controller");
     let c = ControllerProc::start("controller", &data, None, &[], dir.path());
-    let api = Api::new(c.api);
+    let api = c.client();
     let sha = api.upload(example("hello.wasm")).await;
     let deploy = |name: &'static str, replicas: u32, on_node_loss: &'static str| {
         let (api, sha) = (api.clone(), sha.clone());
@@ -398,7 +400,7 @@ async fn a_deploy_that_changes_no_instance_is_committed() {
     let (mut proc, mqtt) = (c.proc, c.mqtt);
     proc.kill9();
     let again = ControllerProc::restart("controller-again", &data, mqtt, &[], dir.path());
-    let api = Api::new(again.api);
+    let api = again.client();
     let (status, idle) = api.send(reqwest::Method::GET, "/v1/namespaces/default/workloads/idle", None, None).await;
     assert_eq!(status, 200, "the acknowledged 0-replica workload is gone after a restart: {idle}");
     let kept = api.workload("kept").await;

@@ -4,6 +4,7 @@
 
 mod common;
 mod lifecycle;
+mod limits;
 mod local;
 mod policy;
 mod pubsub;

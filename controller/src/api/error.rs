@@ -1,5 +1,7 @@
-//! API errors: each maps to an HTTP status and a JSON body `{"error": "…"}` a person can act on.
+//! API errors: each maps to an HTTP status and a JSON body `{"error": "…"}` a person can act on, never longer
+//! than `bounds::MAX_ERROR` characters (whatever a decoder's message echoes of the input).
 
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +20,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// The body is larger than the endpoint accepts (`bounds::MAX_JSON_BYTES`).
+    #[error("{0}")]
+    TooLarge(String),
     /// The store failed; the text chains every cause, once.
     #[error("state store failure: {0}")]
     Store(String),
@@ -55,9 +60,23 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+        let error = super::bounds::cut(&self.to_string(), super::bounds::MAX_ERROR);
+        (status, Json(ErrorBody { error })).into_response()
     }
+}
+
+/// A JSON body its extractor refused (`what`: `deploy request`, …): too large (413, naming the limit), or not
+/// the shape expected (400, with the decoder's words).
+pub fn body_refused(what: &str, e: JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::TooLarge(format!(
+            "{what}: the body is larger than the limit of {} bytes",
+            super::bounds::MAX_JSON_BYTES
+        ));
+    }
+    ApiError::BadRequest(format!("invalid {what}: {}", e.body_text()))
 }

@@ -43,7 +43,10 @@ enum About<'a> {
 }
 
 fn about(s: &str) -> Result<About<'_>, ClusterError> {
-    let bad = || ClusterError::Invalid(format!("for {s:?}: expected workload/NAME, node/NAME or instance/ID"));
+    let bad = || {
+        let s = super::bounds::truncated(s);
+        ClusterError::Invalid(format!("for {s:?}: expected workload/NAME, node/NAME or instance/ID"))
+    };
     let (kind, name) = s.split_once('/').ok_or_else(bad)?;
     if name.is_empty() {
         return Err(bad());
@@ -91,7 +94,7 @@ impl Cluster {
             }
             Some(About::Node(node)) => {
                 if !self.nodes.contains_key(node) {
-                    return Err(ClusterError::NotFound(format!("node {node} not found")));
+                    return Err(ClusterError::NotFound(format!("node {} not found", super::bounds::truncated(node))));
                 }
                 // Which workload each current instance is of (events of instances gone since stay unattributed).
                 let owners: HashMap<&str, (&str, &str)> = self

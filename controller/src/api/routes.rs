@@ -15,7 +15,7 @@
 //! | `DELETE /v1/nodes/{name}`, `/v1/tokens…`        | membership: see `tokens.rs`                    |
 //! | `POST /v1/nodes/{name}/cordon`, `…/uncordon`, `…/drain` | node operations → `NodeView`          |
 //! | `PUT /v1/nodes/{name}/labels` (`LabelRequest`)  | set / remove user labels → `NodeView`         |
-//! | `GET /v1/workloads[?namespace=NS]`              | `[WorkloadView]`                              |
+//! | `GET /v1/workloads[?namespace=NS][&limit=N][&continue=T]` | `[WorkloadView]`, one page: see below |
 //! | `GET /v1/namespaces`, `PUT /v1/namespaces/{ns}` | `[NamespaceView]`; create or set the quota    |
 //! | `PUT /v1/namespaces/{ns}/workloads/{name}`      | create or update from a `DeployRequest`       |
 //! | either PUT with `?dry_run=true`                 | every check, nothing stored → `DryRunView`    |
@@ -23,6 +23,9 @@
 //! | `GET /v1/namespaces/{ns}/workloads/{name}/logs?since=N` | `LogsResponse`                        |
 //! | `GET /v1/namespaces/{ns}/workloads/{name}/events` | recent lifecycle events, one line each     |
 //! | `POST /v1/namespaces/{ns}/workloads/{name}/undo[?to_revision=N]` | roll back → `WorkloadView`  |
+//! | `/v1/credentials…`, `GET /v1/audit`             | API credentials, the audit trail: see `credentials.rs` |
+//!
+//! Every route but `/healthz` needs a bearer credential with the right role (`auth.rs`, `crate::access`).
 
 use std::sync::Arc;
 
@@ -57,6 +60,10 @@ pub struct Shared {
     pub cluster: ClusterHandle,
     /// `Ok` while the controller's MQTT link is up; otherwise why not.
     pub link: watch::Receiver<Result<(), String>>,
+    /// The credentials every request is checked against (`auth.rs`).
+    pub access: crate::access::Access,
+    /// Requests refused for want of a valid credential (401), since start.
+    pub unauthenticated: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub fn router(shared: Shared) -> Router {
@@ -67,7 +74,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/events", get(super::events::list_events))
         .route("/v1/top/nodes", get(super::top::top_nodes))
         .route("/v1/top/instances", get(super::top::top_instances))
-        .route("/v1/modules", post(upload_module).get(list_modules))
+        .route("/v1/modules", post(upload_module).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)).get(list_modules))
         .route("/v1/modules/{sha}", get(get_module))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{name}", get(get_node).delete(super::tokens::delete_node))
@@ -84,7 +91,14 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/namespaces/{ns}/workloads/{name}/logs", get(logs))
         .route("/v1/namespaces/{ns}/workloads/{name}/events", get(workload_events))
         .route("/v1/namespaces/{ns}/workloads/{name}/undo", post(undo))
-        .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES))
+        .route("/v1/credentials", post(super::credentials::create_credential).get(super::credentials::list_credentials))
+        .route("/v1/credentials/{name}", axum::routing::delete(super::credentials::delete_credential))
+        .route("/v1/audit", get(super::credentials::audit))
+        // On matched routes only, so the rule is the route's own (`auth.rs`); an unknown path is a plain 404.
+        .route_layer(axum::middleware::from_fn_with_state(shared.clone(), super::auth::check))
+        // JSON bodies are bounded well below what any valid request needs (`bounds::MAX_JSON_BYTES`); only a
+        // module upload is larger (its route's own limit, the inner layer, wins).
+        .layer(DefaultBodyLimit::max(super::bounds::MAX_JSON_BYTES))
         .with_state(shared)
 }
 
@@ -105,14 +119,14 @@ async fn healthz(State(s): State<Shared>) -> impl IntoResponse {
 
 async fn upload_module(State(s): State<Shared>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     // Validation and hashing are CPU work on this request's own thread, never on the owner.
-    let (sha, bytes) = tokio::task::spawn_blocking(move || {
-        validate_module(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        Ok::<_, ApiError>((hex::encode(Sha256::digest(&body)), Arc::new(body.to_vec())))
+    let (sha, bytes, class) = tokio::task::spawn_blocking(move || {
+        let class = validate_module(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok::<_, ApiError>((hex::encode(Sha256::digest(&body)), Arc::new(body.to_vec()), class))
     })
     .await
     .map_err(|e| ApiError::BadRequest(format!("module validation failed: {e}")))??;
     let (view, created) = call(&s, move |c| {
-        let created = c.put_module(sha.clone(), bytes)?;
+        let created = c.put_module(sha.clone(), bytes, class)?;
         Ok::<_, ClusterError>((c.module_view(&sha), created))
     })
     .await??;
@@ -128,7 +142,7 @@ async fn get_module(State(s): State<Shared>, Path(sha): Path<String>) -> Result<
     call(&s, move |c| c.module(&key))
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("module {sha} not found")))
+        .ok_or_else(|| ApiError::NotFound(format!("module {} not found", super::bounds::truncated(&sha))))
 }
 
 async fn list_nodes(State(s): State<Shared>) -> Result<Json<Vec<NodeView>>, ApiError> {
@@ -160,7 +174,7 @@ async fn put_namespace(
     Query(q): Query<DryRunQuery>,
     body: Result<Json<NamespaceRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid namespace request: {}", e.body_text())))?;
+    let Json(req) = body.map_err(|e| super::error::body_refused("namespace request", e))?;
     if q.dry_run {
         return Ok(Json(call(&s, move |c| dry_run_namespace(c, &ns, req.quota)).await??).into_response());
     }
@@ -186,6 +200,7 @@ fn dry_run_namespace(c: &Cluster, ns: &str, quota: Quota) -> Result<DryRunView, 
 fn dry_run_deploy(c: &Cluster, ns: &str, name: &str, spec: &WorkloadSpec) -> Result<DryRunView, ClusterError> {
     valid_name("namespace", ns)?;
     valid_name("workload name", name)?;
+    let spec = &c.fit_to_module(spec.clone());
     c.admit_to_namespace(ns, name, spec)?;
     let current = c.workloads.get(&workload_key(ns, name)).map(|w| &w.spec);
     Ok(DryRunView {
@@ -198,7 +213,7 @@ fn dry_run_deploy(c: &Cluster, ns: &str, name: &str, spec: &WorkloadSpec) -> Res
 
 /// The name rule of `Cluster::deploy` and `put_namespace`, with their wording.
 fn valid_name(what: &str, name: &str) -> Result<(), ClusterError> {
-    edge_proto::validate_name(name).map_err(|e| ClusterError::Invalid(format!("{what} {name:?}: {e}")))
+    super::bounds::check_name(what, name)
 }
 
 async fn node_op(
@@ -231,20 +246,36 @@ async fn label(
     Path(name): Path<String>,
     body: Result<Json<LabelRequest>, JsonRejection>,
 ) -> Result<Json<NodeView>, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid label request: {}", e.body_text())))?;
+    let Json(req) = body.map_err(|e| super::error::body_refused("label request", e))?;
     node_op(&s, name, move |c, n| c.label(n, req.set, req.remove)).await
 }
 
+/// The response header of `GET /v1/workloads` holding the token of the next page, when there is one.
+pub const CONTINUE_HEADER: &str = "x-edge-continue";
+
+/// `GET /v1/workloads`: one namespace or all; one page of at most `limit` (default and most:
+/// `bounds::WORKLOADS_PAGE`) after the page whose [`CONTINUE_HEADER`] gave `continue`. The body stays a plain
+/// array of `WorkloadView`, so a client that knows nothing of pages reads the first.
 #[derive(Deserialize)]
-struct NamespaceQuery {
+struct WorkloadsQuery {
     namespace: Option<String>,
+    limit: Option<usize>,
+    #[serde(rename = "continue")]
+    after: Option<String>,
 }
 
-async fn list_workloads(
-    State(s): State<Shared>,
-    Query(q): Query<NamespaceQuery>,
-) -> Result<Json<Vec<WorkloadView>>, ApiError> {
-    Ok(Json(call(&s, move |c| c.workloads_view(q.namespace.as_deref())).await??))
+async fn list_workloads(State(s): State<Shared>, Query(q): Query<WorkloadsQuery>) -> Result<Response, ApiError> {
+    let limit = super::bounds::page_limit(q.limit);
+    if let Some(token) = &q.after {
+        super::bounds::continue_token(token)?;
+    }
+    let (page, next) = call(&s, move |c| c.workloads_page(q.namespace.as_deref(), q.after.as_deref(), limit)).await??;
+    let mut response = Json::<Vec<WorkloadView>>(page).into_response();
+    // A workload key is a header value: two DNS labels and a `/`.
+    if let Some(value) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert(CONTINUE_HEADER, value);
+    }
+    Ok(response)
 }
 
 async fn deploy(
@@ -253,7 +284,7 @@ async fn deploy(
     Query(q): Query<DryRunQuery>,
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid deploy request: {}", e.body_text())))?;
+    let Json(req) = body.map_err(|e| super::error::body_refused("deploy request", e))?;
     let spec = admit(req)?;
     if q.dry_run {
         return Ok(Json(call(&s, move |c| dry_run_deploy(c, &ns, &name, &spec)).await??).into_response());

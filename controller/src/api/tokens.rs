@@ -21,7 +21,7 @@ pub async fn create_token(
     State(s): State<Shared>,
     body: Result<Json<TokenRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid token request: {}", e.body_text())))?;
+    let Json(req) = body.map_err(|e| super::error::body_refused("token request", e))?;
     let created = call(&s, move |c| c.create_token(req)).await??;
     Ok((StatusCode::CREATED, Json(created)))
 }

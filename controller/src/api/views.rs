@@ -77,6 +77,49 @@ impl Cluster {
             .collect())
     }
 
+    /// One page of [`Cluster::workloads_view`]: workloads after the key `after` (`namespace/name`, exclusive),
+    /// in key order, at most `limit` of them and about [`super::bounds::PAGE_BYTES`] of JSON (at least one), and
+    /// the key to continue after when more follow. Its cost follows the page, not the number of workloads.
+    pub fn workloads_page(
+        &self,
+        namespace: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<WorkloadView>, Option<String>), ClusterError> {
+        use std::ops::Bound;
+        if let Some(ns) = namespace {
+            if ns != DEFAULT_NAMESPACE && !self.namespaces.contains_key(ns) {
+                return Err(self.namespace_not_found(ns));
+            }
+        }
+        // Keys of one namespace are contiguous (`ns/…`; no name holds a `/`): start at its first or after `after`.
+        let prefix = namespace.map(|ns| format!("{ns}/"));
+        let start = match (after, &prefix) {
+            (Some(a), Some(p)) if a < p.as_str() => Bound::Included(p.clone()),
+            (Some(a), _) => Bound::Excluded(a.to_string()),
+            (None, Some(p)) => Bound::Included(p.clone()),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut range = self
+            .workloads
+            .range::<String, _>((start, Bound::Unbounded))
+            .take_while(|(k, _)| prefix.as_ref().is_none_or(|p| k.starts_with(p.as_str())))
+            .peekable();
+        let now = Instant::now();
+        let (mut page, mut bytes) = (Vec::new(), 0usize);
+        while let Some((_, w)) = range.peek() {
+            let size = view_bytes(w);
+            if page.len() >= limit.max(1) || (!page.is_empty() && bytes + size > super::bounds::PAGE_BYTES) {
+                break;
+            }
+            bytes += size;
+            page.push(self.workload_view(w, now));
+            range.next();
+        }
+        let next = range.peek().is_some().then(|| page.last().map(|v| workload_key(&v.namespace, &v.name)));
+        Ok((page, next.flatten()))
+    }
+
     pub fn workload(&self, namespace: &str, name: &str) -> Result<WorkloadView, ClusterError> {
         self.workloads
             .get(&workload_key(namespace, name))
@@ -247,7 +290,7 @@ impl Cluster {
 
     pub fn node_view(&self, name: &str) -> Result<NodeView, ClusterError> {
         self.node_view_with(name, &self.allocated())
-            .ok_or_else(|| ClusterError::NotFound(format!("node {name} not found")))
+            .ok_or_else(|| ClusterError::NotFound(format!("node {} not found", super::bounds::truncated(name))))
     }
 
     fn node_view_with(&self, name: &str, allocated: &HashMap<&str, edge_proto::Resources>) -> Option<NodeView> {
@@ -353,4 +396,17 @@ impl Cluster {
             rejected: self.counters.rejected,
         }
     }
+}
+
+/// About how many bytes of JSON `w`'s view takes: its template and each kept revision (env and args make most
+/// of them), and its instances. An estimate for cutting pages ([`Cluster::workloads_page`]), not a bound on
+/// every byte (escaped characters take more).
+fn view_bytes(w: &WorkloadRecord) -> usize {
+    let template = |s: &WorkloadSpec| {
+        512 + s.env.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+            + s.args.iter().map(|a| a.len() + 3).sum::<usize>()
+            + s.volumes.iter().map(|v| v.name.len() + 40).sum::<usize>()
+            + s.selector.iter().chain(&s.labels).map(|(k, v)| k.len() + v.len() + 6).sum::<usize>()
+    };
+    1024 + template(&w.spec) + w.history.iter().map(|h| template(&h.spec)).sum::<usize>() + w.instances.len() * 320
 }

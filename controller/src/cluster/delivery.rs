@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use edge_proto::mcu::ModuleAbi;
 use edge_proto::{Channel, EngineProfile, Message, ModuleChunk, ModuleReply, ModuleRequest};
 use sha2::{Digest, Sha256};
 
@@ -21,8 +22,13 @@ const CACHED_MODULES: usize = 16;
 
 impl Cluster {
     /// Queues builds of every module in use for `profile` (a node announced it).
+    /// Only for the targets wasmtime runs, and only WASI modules: MCU nodes fetch WebAssembly bytes.
     pub(crate) fn build_for_profile(&mut self, profile: &EngineProfile) {
-        let in_use: BTreeSet<String> = self.workloads.values().map(|w| w.spec.module.clone()).collect();
+        if profile.target.runs() != Some(ModuleAbi::Wasi) {
+            return;
+        }
+        let in_use: BTreeSet<String> =
+            self.workloads.values().filter(|w| w.spec.abi == ModuleAbi::Wasi).map(|w| w.spec.module.clone()).collect();
         for sha in in_use {
             let (store, cache) = (&self.store, &self.module_cache);
             self.artifacts.want(&sha, profile, || module_bytes(store, cache, &sha));

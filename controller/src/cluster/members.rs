@@ -89,7 +89,10 @@ impl Cluster {
     /// `edgectl token delete`: a node that already joined with it stays a member.
     pub fn delete_token(&mut self, id: &str) -> Result<(), ClusterError> {
         if !self.tokens.contains_key(id) {
-            return Err(ClusterError::NotFound(format!("token {id} not found (edgectl token list shows them)")));
+            return Err(ClusterError::NotFound(format!(
+                "token {} not found (edgectl token list shows them)",
+                crate::api::bounds::truncated(id)
+            )));
         }
         self.store.commit(&[Change::DeleteToken(id.to_string())])?;
         self.registry.remove_token(id);
@@ -228,7 +231,7 @@ impl Cluster {
     pub fn delete_node(&mut self, name: &str, force: bool) -> Result<(), ClusterError> {
         let known = self.nodes.contains_key(name);
         if !known && !self.members.contains_key(name) {
-            return Err(ClusterError::NotFound(format!("node {name} not found")));
+            return Err(super::nodes::node_not_found(name));
         }
         if self.is_ready(name) && !force {
             return Err(ClusterError::Conflict(format!(

@@ -23,6 +23,7 @@
 //! - Agent messages never run a reconcile pass themselves: they mark the cluster dirty and the owner runs one
 //!   pass for a whole batch of them ([`Cluster::flush`]).
 
+pub mod credentials;
 mod delivery;
 pub mod error;
 pub(crate) mod event;
@@ -34,6 +35,8 @@ mod pass;
 mod reports;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bounds;
 #[cfg(test)]
 mod tests_reports;
 mod uplink;
@@ -241,6 +244,8 @@ pub struct Cluster {
     deleted: std::collections::HashSet<String>,
     /// Whether nodes that never joined are believed (an external broker, or `--mqtt-allow-anonymous`).
     open: bool,
+    /// API credentials and the audit trail (see `credentials.rs`).
+    pub(crate) access: credentials::Credentials,
 }
 
 /// How the cluster proves itself and decides whom to believe (see [`Cluster::set_trust`]).
@@ -276,6 +281,7 @@ impl Cluster {
         let artifacts = Artifacts::new(store.load_artifacts()?);
         let tokens = store.load_tokens()?.into_iter().map(|t| (t.id.clone(), t)).collect();
         let members = store.load_members()?.into_iter().map(|m| (m.name.clone(), m)).collect();
+        let access = credentials::Credentials::load(&store)?;
         let mut cluster = Cluster {
             issuer: store.issuer(),
             store,
@@ -319,6 +325,7 @@ impl Cluster {
             broker: None,
             deleted: std::collections::HashSet::new(),
             open: true,
+            access,
         };
         cluster.rebuild_index();
         cluster.pending = cluster.workloads.values().flat_map(|w| &w.instances).filter(|i| i.node.is_none()).count();
@@ -373,11 +380,15 @@ impl Cluster {
     /// joined node requires it ([`Cluster::signature_for`]).
     fn send(&self, node: &str, channel: edge_proto::Channel, message: &Message, retain: bool) {
         let auth = self.signature_for(node, message);
-        let _ = self.publish.send(Publish {
-            topic: self.topics.node(node, channel),
-            payload: edge_proto::encode_for_with_auth(self.protocol_of(node), message, auth.as_ref().map(|s| &s[..])),
-            retain,
-        });
+        let payload = edge_proto::encode_for_with_auth(self.protocol_of(node), message, auth.as_ref().map(|s| &s[..]));
+        // The node could not receive it: a retained one would cut it off until replaced. The scheduler's spec
+        // budget (`crate::spec_size`) keeps specs smaller; this guards what was stored before it existed.
+        if payload.len() > edge_proto::MAX_PAYLOAD {
+            let (bytes, limit) = (payload.len(), edge_proto::MAX_PAYLOAD);
+            tracing::error!(%node, bytes, limit, ?channel, "message too large for its node; not sent");
+            return;
+        }
+        let _ = self.publish.send(Publish { topic: self.topics.node(node, channel), payload, retain });
     }
 
     /// The cluster key's signature on what a node must not take on the broker's word (see `edge_proto::auth`):
@@ -434,6 +445,7 @@ fn unique_ids(mut taken: std::collections::HashSet<String>) -> impl FnMut(&str) 
     }
 }
 
+/// The name rule, with the refusal echoing the name truncated (`crate::api::bounds::check_name`).
 fn check_name(what: &str, name: &str) -> Result<(), ClusterError> {
-    edge_proto::validate_name(name).map_err(|e| ClusterError::Invalid(format!("{what} {name:?}: {e}")))
+    crate::api::bounds::check_name(what, name)
 }

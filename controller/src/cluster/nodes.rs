@@ -29,12 +29,16 @@ impl Cluster {
         remove: Vec<String>,
     ) -> Result<(), ClusterError> {
         check_labels(&set)?;
-        self.update_node(name, |n| {
-            for k in &remove {
-                n.user_labels.remove(k);
-            }
-            n.user_labels.extend(set);
-        })?;
+        crate::api::bounds::label_removals(&remove)?;
+        let mut labels = self.nodes.get(name).map(|n| n.user_labels.clone()).unwrap_or_default();
+        for k in &remove {
+            labels.remove(k);
+        }
+        labels.extend(set);
+        // Bounded after the change, so that many small requests cannot grow a node's record either.
+        crate::api::bounds::labels("label", &labels)
+            .map_err(|e| ClusterError::Invalid(format!("node {}: {e}", crate::api::bounds::truncated(name))))?;
+        self.update_node(name, |n| n.user_labels = labels)?;
         self.pass_after_node_change();
         Ok(())
     }
@@ -47,8 +51,7 @@ impl Cluster {
     }
 
     fn update_node(&mut self, name: &str, change: impl FnOnce(&mut NodeRecord)) -> Result<(), ClusterError> {
-        let mut record =
-            self.nodes.get(name).cloned().ok_or_else(|| ClusterError::NotFound(format!("node {name} not found")))?;
+        let mut record = self.nodes.get(name).cloned().ok_or_else(|| node_not_found(name))?;
         change(&mut record);
         self.store.commit(&[Change::PutNode(&record)])?;
         self.nodes.insert(name.to_string(), record);
@@ -56,12 +59,12 @@ impl Cluster {
     }
 }
 
-/// Label keys and values: 1–63 and 0–63 bytes, no `=`.
+/// Label maps: at most 64 entries, keys and values of 1–63 and 0–63 bytes, no `=` (`crate::api::bounds`).
 pub(crate) fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ClusterError> {
-    for (k, v) in labels {
-        if k.is_empty() || k.len() > 63 || v.len() > 63 || k.contains('=') || v.contains('=') {
-            return Err(ClusterError::Invalid(format!("label {k}={v} is invalid")));
-        }
-    }
-    Ok(())
+    crate::api::bounds::labels("label", labels)
+}
+
+/// `node NAME not found`, the name truncated (it comes from a path, of any length).
+pub(crate) fn node_not_found(name: &str) -> ClusterError {
+    ClusterError::NotFound(format!("node {} not found", crate::api::bounds::truncated(name)))
 }

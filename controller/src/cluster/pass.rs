@@ -151,7 +151,8 @@ impl Cluster {
                 let engine = if any_failed { n.engine_profile.as_ref().map(edge_engine::fingerprint) } else { None };
                 let mut slot = NodeSlot::new(n.name.clone(), n.allocatable())
                     .with_labels(n.effective_labels())
-                    .with_engine(engine);
+                    .with_engine(engine)
+                    .with_runs(n.engine.runs());
                 if !self.last_ready.contains(&n.name) {
                     slot.blocker = Some(Blocker::NotReady);
                 } else if n.cordoned {
@@ -201,8 +202,9 @@ impl Cluster {
                 changed.push(key.clone());
             }
             let w = &self.workloads[key];
+            let demand = reconcile::demand(w);
             for node in w.instances.iter().filter_map(|i| i.node.as_deref()) {
-                snap.book(node, key, w.spec.request());
+                snap.book(node, key, demand);
             }
         }
         self.place(&present, &mut snap, &mut changed);

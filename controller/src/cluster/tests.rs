@@ -76,7 +76,7 @@ impl Harness {
     fn deploy_one(&mut self) -> String {
         let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
-        self.cluster.put_module(sha.clone(), Arc::new(wasm)).unwrap();
+        self.cluster.put_module(sha.clone(), Arc::new(wasm), crate::validate::WASI).unwrap();
         let spec =
             WorkloadSpec { module: sha, replicas: 1, cpu_millis: 100, memory_bytes: 1 << 20, ..Default::default() };
         self.cluster.deploy("default", "w", spec).unwrap();
@@ -283,7 +283,7 @@ fn scoped_passes_leave_what_a_full_pass_would() {
     h.cluster.reconcile().unwrap();
     let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
-    h.cluster.put_module(sha.clone(), Arc::new(wasm)).unwrap();
+    h.cluster.put_module(sha.clone(), Arc::new(wasm), crate::validate::WASI).unwrap();
     let spec = |replicas: u32, cpu: u32, mib: u64, rev: &str| WorkloadSpec {
         module: sha.clone(),
         replicas,
@@ -333,4 +333,57 @@ fn scoped_passes_leave_what_a_full_pass_would() {
     check(&mut h, "delete a");
     h.cluster.delete("default", "c").unwrap();
     check(&mut h, "delete c");
+}
+
+#[test]
+fn mcu_modules_go_only_to_wasmi_nodes_booking_what_they_need_and_wasi_ones_never_do() {
+    let mut h = harness();
+    let mcu = Hello {
+        board: "pico-2-w".into(),
+        arch: "thumbv8m.main".into(),
+        engine: EngineProfile { target: EngineTarget::Wasmi, memory_reservation: 320 << 10, memory_guard: 0 },
+        capacity: Resources { cpu_millis: 1000, memory_bytes: 520 << 10 },
+        reserved: Resources { cpu_millis: 0, memory_bytes: 200 << 10 },
+        labels: vec![("board".into(), "pico-2-w".into())],
+        ..hello(8, 0)
+    };
+    for (node, hi) in [("mcu", mcu), ("pi", hello(7, 0))] {
+        let store_id = hi.store_id;
+        h.send(node, Channel::Hello, Message::Hello(hi));
+        h.send(node, Channel::Heartbeat, Message::Heartbeat(heartbeat(store_id, 0, 0, vec![])));
+    }
+    let put = |h: &mut Harness, text: &str| {
+        let wasm = wat::parse_str(text).unwrap();
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
+        let class = crate::validate::validate_module(&wasm).unwrap();
+        h.cluster.put_module(sha.clone(), Arc::new(wasm), class).unwrap();
+        (sha, class)
+    };
+    let (blink, class) = put(
+        &mut h,
+        r#"(module (import "edge" "sleep_ms" (func (param i32))) (memory (export "memory") 1) (func (export "run")))"#,
+    );
+    assert_eq!(class.abi, edge_proto::mcu::ModuleAbi::Mcu);
+    let spec = |module: &str| WorkloadSpec {
+        module: module.into(),
+        replicas: 1,
+        cpu_millis: 100,
+        memory_bytes: 32 << 20,
+        ..Default::default()
+    };
+    h.cluster.deploy("default", "blink", spec(&blink)).unwrap();
+    let w = &h.cluster.workloads["default/blink"];
+    assert_eq!(w.instances[0].node.as_deref(), Some("mcu"), "{:?}", w.instances);
+    assert_eq!(w.spec.memory_bytes, class.mcu_memory_bytes, "booked what the module needs, not the 32Mi asked");
+    // No artifact is built for a microcontroller, nor of an MCU module.
+    assert_eq!(h.cluster.artifacts.of_module(&blink).count(), 0);
+
+    let (tick, _) = put(&mut h, r#"(module (func (export "_start")))"#);
+    h.cluster.deploy("default", "tick", spec(&tick)).unwrap();
+    assert_eq!(h.cluster.workloads["default/tick"].instances[0].node.as_deref(), Some("pi"));
+    let pinned = WorkloadSpec { selector: [("board".to_string(), "pico-2-w".to_string())].into(), ..spec(&tick) };
+    h.cluster.deploy("default", "tick-mcu", pinned).unwrap();
+    let i = &h.cluster.workloads["default/tick-mcu"].instances[0];
+    let reason = i.reason.as_deref().unwrap_or_default();
+    assert!(i.node.is_none() && reason.contains("run only MCU-ABI modules under wasmi"), "{reason}");
 }

@@ -2,29 +2,52 @@
 //! commits, and runs a pass where placement may change; each returns only once its change is durable.
 //!
 //! Requests arrive already admitted (`crate::api::admission` turns a `DeployRequest` into a [`WorkloadSpec`]);
-//! what needs the state (the module was uploaded, the namespace exists, its quota holds) is checked here.
+//! what needs the state (the module was uploaded, the namespace exists, its quota holds, some Ready node has
+//! the memory asked for) and the rule that one instance fits well inside its node's spec message
+//! (`crate::spec_size`) are checked here.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use edge_proto::mcu::ModuleAbi;
+use edge_proto::quantity::format_memory;
 use edge_proto::EngineProfile;
 
 use super::{check_name, Cluster, ClusterError, DEFAULT_NAMESPACE};
+use crate::api::bounds::truncated;
 use crate::clock::now_ms;
 use crate::model::{usage_of, workload_key, ModuleRecord, NamespaceRecord, Quota, WorkloadRecord, WorkloadSpec};
+use crate::spec_size::INSTANCE_BUDGET;
 use crate::store::Change;
+use crate::validate::ModuleClass;
 
 impl Cluster {
     /// Stores a module that was validated and hashed off the owner (`sha` is the hex sha256 of `bytes`), and
     /// queues its precompilation for every engine profile in the fleet. Returns whether it was new.
-    pub fn put_module(&mut self, sha: String, bytes: Arc<Vec<u8>>) -> Result<bool, ClusterError> {
+    /// `class` is what validation found it written for; only WASI modules are precompiled (MCU nodes fetch
+    /// WebAssembly bytes).
+    pub fn put_module(&mut self, sha: String, bytes: Arc<Vec<u8>>, class: ModuleClass) -> Result<bool, ClusterError> {
         if self.modules.contains_key(&sha) {
             return Ok(false);
         }
-        let record = ModuleRecord { sha256: sha.clone(), size: bytes.len() as u64, uploaded_ms: now_ms() };
+        let record = ModuleRecord {
+            sha256: sha.clone(),
+            size: bytes.len() as u64,
+            uploaded_ms: now_ms(),
+            abi: class.abi,
+            mcu_memory_bytes: class.mcu_memory_bytes,
+        };
         self.store.put_module(&record, &bytes)?;
         self.modules.insert(sha.clone(), record);
-        let profiles: BTreeSet<EngineProfile> = self.nodes.values().filter_map(|n| n.engine_profile).collect();
+        if class.abi != ModuleAbi::Wasi {
+            return Ok(true);
+        }
+        let profiles: BTreeSet<EngineProfile> = self
+            .nodes
+            .values()
+            .filter_map(|n| n.engine_profile)
+            .filter(|p| p.target.runs() == Some(ModuleAbi::Wasi))
+            .collect();
         for profile in profiles {
             self.artifacts.want(&sha, &profile, || Some(bytes.clone()));
         }
@@ -45,6 +68,20 @@ impl Cluster {
         Ok(created)
     }
 
+    /// `spec` with what its module decides: its host ABI (so the scheduler matches engines), and for an MCU-ABI
+    /// module the memory an instance takes (linear memory plus wasmi's share), whatever the request said: a
+    /// default sized for Linux boards would fit no microcontroller. A module not uploaded changes nothing.
+    pub(crate) fn fit_to_module(&self, mut spec: WorkloadSpec) -> WorkloadSpec {
+        if let Some(m) = self.modules.get(&spec.module) {
+            spec.abi = m.abi;
+            if m.abi == ModuleAbi::Mcu {
+                spec.memory_bytes = m.mcu_memory_bytes;
+                spec.memory_limit_bytes = None;
+            }
+        }
+        spec
+    }
+
     /// Refuses a deploy of `spec` as `namespace/name` that the namespace does not exist for or whose quota it
     /// would exceed (counting `spec` in place of the workload's current spec).
     fn admit(&self, namespace: &str, name: &str, spec: &WorkloadSpec) -> Result<(), ClusterError> {
@@ -57,13 +94,25 @@ impl Cluster {
         self.admit_to_namespace(namespace, name, spec)
     }
 
-    /// The namespace part of [`Cluster::admit`] (it exists, its quota holds); a dry run checks this alone.
+    /// What [`Cluster::admit`] checks besides the module, which a dry run checks alone: one instance fits its
+    /// budget of a node's spec, some Ready node has the memory asked for, the namespace exists and its quota
+    /// holds.
     pub(crate) fn admit_to_namespace(
         &self,
         namespace: &str,
         name: &str,
         spec: &WorkloadSpec,
     ) -> Result<(), ClusterError> {
+        // Every instance goes out in its node's spec, one retained MQTT message: one that could not fit would
+        // leave its node unable to receive any spec at all (see `crate::spec_size`).
+        let bytes = crate::spec_size::instance_bytes(namespace, name, spec);
+        if bytes > INSTANCE_BUDGET {
+            return Err(ClusterError::Invalid(format!(
+                "one instance of {name} would take {bytes} bytes of its node's spec, above the limit of \
+                 {INSTANCE_BUDGET} (env, args and volumes take most of it)"
+            )));
+        }
+        self.fits_some_node(spec)?;
         let Some(ns) = self.namespaces.get(namespace) else {
             if namespace == DEFAULT_NAMESPACE {
                 return Ok(());
@@ -79,7 +128,34 @@ impl Cluster {
         }
     }
 
+    /// Refuses memory (the request, or the limit when it is larger) that no Ready node has at all, naming the
+    /// largest. Without Ready nodes nothing is known, and nothing is refused: the replicas wait, Pending. Cheap
+    /// when some node fits: the scan stops at the first.
+    fn fits_some_node(&self, spec: &WorkloadSpec) -> Result<(), ClusterError> {
+        let (what, want) = match spec.memory_limit_bytes {
+            Some(limit) if limit > spec.memory_bytes => ("memory limit", limit),
+            _ => ("memory", spec.memory_bytes),
+        };
+        // Only nodes whose engine runs the module's ABI count: with none Ready, the replicas wait Pending and
+        // their reason names the engine (a WASI module on a fleet of microcontrollers).
+        let ready = |n: &&crate::model::NodeRecord| self.is_ready(&n.name) && n.engine.runs() == Some(spec.abi);
+        if self.nodes.values().filter(|n| n.capacity.memory_bytes >= want).any(|n| ready(&n)) {
+            return Ok(());
+        }
+        let Some(largest) = self.nodes.values().filter(ready).max_by_key(|n| n.capacity.memory_bytes) else {
+            return Ok(());
+        };
+        Err(ClusterError::Invalid(format!(
+            "{what} {} ({want} bytes) is more than any Ready node has: the largest, {}, has {} ({} bytes)",
+            format_memory(want),
+            largest.name,
+            format_memory(largest.capacity.memory_bytes),
+            largest.capacity.memory_bytes
+        )))
+    }
+
     pub(crate) fn namespace_not_found(&self, namespace: &str) -> ClusterError {
+        let namespace = truncated(namespace);
         ClusterError::NotFound(format!(
             "namespace {namespace} not found (create it with: edgectl create namespace {namespace})"
         ))
@@ -89,6 +165,7 @@ impl Cluster {
     pub fn deploy(&mut self, namespace: &str, name: &str, spec: WorkloadSpec) -> Result<(), ClusterError> {
         check_name("namespace", namespace)?;
         check_name("workload name", name)?;
+        let spec = self.fit_to_module(spec);
         self.admit(namespace, name, &spec)?;
         let key = workload_key(namespace, name);
         let previous = self.workloads.get(&key).cloned();
@@ -168,6 +245,6 @@ impl Cluster {
         if namespace != DEFAULT_NAMESPACE && !self.namespaces.contains_key(namespace) {
             return self.namespace_not_found(namespace);
         }
-        ClusterError::NotFound(format!("workload {name} not found in namespace {namespace}"))
+        ClusterError::NotFound(format!("workload {} not found in namespace {}", truncated(name), truncated(namespace)))
     }
 }

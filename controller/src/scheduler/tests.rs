@@ -30,6 +30,36 @@ fn nodes_whose_engine_cannot_run_the_module_are_filtered_and_counted() {
 }
 
 #[test]
+fn modules_go_only_to_engines_of_their_abi_and_the_reason_names_the_engine() {
+    let nodes = || {
+        vec![
+            NodeSlot::new("pi", res(4000, 4096)),
+            NodeSlot::new("pico2", res(1000, 1)).with_runs(Some(ModuleAbi::Mcu)),
+            NodeSlot::new("picow", res(1000, 1)).with_runs(None),
+        ]
+    };
+    let none = BTreeMap::new();
+    let mut s = Snapshot::new(nodes());
+    for _ in 0..3 {
+        assert_eq!(s.place_for("ns/blink", res(10, 0), &none, &[], ModuleAbi::Mcu).unwrap(), "pico2");
+        assert_eq!(s.place_for("ns/tick", res(10, 1), &none, &[], ModuleAbi::Wasi).unwrap(), "pi");
+    }
+    // RAM is booked like any memory: a module needing more than the board has does not land there.
+    let err = s.place_for("ns/big", res(10, 2), &none, &[], ModuleAbi::Mcu).unwrap_err();
+    assert!(err.reason.contains("1 insufficient memory"), "{}", err.reason);
+    let mut mcu_only = Snapshot::new(nodes().into_iter().skip(1).collect());
+    let err = mcu_only.place_for("ns/tick", res(10, 0), &none, &[], ModuleAbi::Wasi).unwrap_err();
+    assert_eq!(
+        err.reason,
+        "0/2 nodes available: 1 have no WebAssembly engine (microcontroller core only), 1 run only MCU-ABI \
+         modules under wasmi (the module needs the WASI engine, wasmtime)"
+    );
+    let mut linux_only = Snapshot::new(nodes().into_iter().take(1).collect());
+    let err = linux_only.place_for("ns/blink", res(10, 0), &none, &[], ModuleAbi::Mcu).unwrap_err();
+    assert!(err.reason.contains("run only WASI modules under wasmtime"), "{}", err.reason);
+}
+
+#[test]
 fn spreads_replicas_over_equal_nodes() {
     let mut s = Snapshot::new(vec![NodeSlot::new("b", res(2000, 1024)), NodeSlot::new("a", res(2000, 1024))]);
     let first = s.place("ns/w", res(100, 10)).unwrap();
@@ -128,6 +158,32 @@ fn large_clusters_sample_but_never_overcommit_and_spread_evenly() {
 }
 
 #[test]
+fn spec_bytes_are_a_resource_nodes_never_exceed() {
+    let demand = |spec_bytes| Demand { resources: res(1, 1), spec_bytes };
+    let mut a = NodeSlot::new("a", res(100_000, 100_000));
+    a.spec_budget = 1_000;
+    let mut b = a.clone();
+    b.name = "b".into();
+    let mut s = Snapshot::new(vec![a, b]);
+    // Four of 400 bytes fit two nodes of 1,000; the fifth fits nowhere, whatever CPU and memory are free.
+    for _ in 0..4 {
+        s.place("ns/w", demand(400)).unwrap();
+    }
+    let err = s.place("ns/w", demand(400)).unwrap_err();
+    assert_eq!(err.reason, "0/2 nodes available: 2 insufficient spec room");
+    assert!(s.nodes.iter().all(|n| n.spec_bytes == 800), "{:?}", s.nodes);
+    // Smaller instances still fit the room left; taking a workload's bookings back frees its bytes.
+    assert!(s.place("ns/small", demand(200)).is_ok());
+    s.unbook_workload("ns/w");
+    assert_eq!(s.nodes.iter().map(|n| n.spec_bytes).sum::<usize>(), 200);
+    assert!(s.place("ns/w", demand(800)).is_ok());
+    // One instance larger than a whole node's budget is never placed.
+    assert!(s.place("ns/huge", demand(1_001)).is_err());
+    // The default budget is one spec message's.
+    assert_eq!(NodeSlot::new("x", res(1, 1)).spec_budget, crate::spec_size::NODE_SPEC_BUDGET);
+}
+
+#[test]
 fn not_ready_nodes_take_nothing() {
     let mut s = Snapshot::new(vec![NodeSlot::new("a", res(1000, 100))]);
     s.nodes[0].blocker = Some(Blocker::NotReady);
@@ -180,15 +236,26 @@ proptest! {
         requests in requests_strategy(),
     ) {
         let run = |mut snap: Snapshot| {
-            let placed: Vec<Result<String, Unschedulable>> =
-                requests.iter().map(|(w, r, b)| snap.place_matching(w, *r, &selector(*b))).collect();
+            // Every request also takes spec bytes, a fifth to a half of a (shrunken) budget per node.
+            let placed: Vec<Result<String, Unschedulable>> = requests
+                .iter()
+                .map(|(w, r, b)| {
+                    let spec_bytes = 200 + (r.cpu_millis as usize % 300);
+                    snap.place_matching(w, Demand { resources: *r, spec_bytes }, &selector(*b))
+                })
+                .collect();
             (snap, placed)
         };
+        let mut base = base;
+        for n in &mut base.nodes {
+            n.spec_budget = 1_000;
+        }
         let (snap, placed) = run(base.clone());
         let (_, again) = run(base.clone());
         prop_assert_eq!(&placed, &again, "same input, same output");
         for node in &snap.nodes {
             prop_assert!(node.allocatable.fits(node.allocated), "{} over-committed", node.name);
+            prop_assert!(node.spec_bytes <= node.spec_budget, "{} spec over its budget", node.name);
             if node.blocker.is_some() {
                 prop_assert!(node.replicas.is_empty(), "{} is blocked but got replicas", node.name);
             }
@@ -203,9 +270,11 @@ proptest! {
                     let prefix = format!("0/{} nodes available", snap.nodes.len());
                     prop_assert!(e.reason.starts_with(&prefix), "{}", e.reason);
                     // Nothing open, matching and with room existed (free space only shrinks afterwards).
+                    let spec_bytes = 200 + (r.cpu_millis as usize % 300);
                     prop_assert!(snap.nodes.iter().all(|n| n.blocker.is_some()
                         || !n.matches(&selector(*b))
-                        || !n.free().fits(*r)));
+                        || !n.free().fits(*r)
+                        || n.spec_room() < spec_bytes));
                 }
             }
         }

@@ -39,6 +39,8 @@ pub(crate) enum Table {
     Namespaces,
     Tokens,
     Members,
+    Credentials,
+    Audit,
 }
 
 impl Table {
@@ -49,6 +51,8 @@ impl Table {
             Table::Namespaces => 3,
             Table::Tokens => 4,
             Table::Members => 5,
+            Table::Credentials => 6,
+            Table::Audit => 7,
         }
     }
 
@@ -59,6 +63,8 @@ impl Table {
             3 => Some(Table::Namespaces),
             4 => Some(Table::Tokens),
             5 => Some(Table::Members),
+            6 => Some(Table::Credentials),
+            7 => Some(Table::Audit),
             _ => None,
         }
     }

@@ -59,7 +59,7 @@ fn records_survive_reopen_and_deletes_stick() {
         let (a, b) = (workload("a"), workload("b"));
         store.commit(&[Change::PutWorkload(&a), Change::PutWorkload(&b)]).unwrap();
         store.commit(&[Change::DeleteWorkload(a.key())]).unwrap();
-        let m = ModuleRecord { sha256: "cd".repeat(32), size: 3, uploaded_ms: 1 };
+        let m = ModuleRecord { sha256: "cd".repeat(32), size: 3, uploaded_ms: 1, ..Default::default() };
         store.put_module(&m, b"abc").unwrap();
     }
     let store = Store::open(dir.path()).unwrap();

@@ -29,8 +29,8 @@ pub struct FlashArgs {
     /// /etc/edge (readable by root and the agent only) and deletes from the boot partition.
     #[arg(long, value_name = "TOKEN", env = "EDGE_JOIN", hide_env_values = true)]
     pub join: String,
-    /// The MQTT broker as the board reaches it (default: mqtt://, the --server's host, :1883; a loopback
-    /// --server is refused).
+    /// The MQTT broker as the board reaches it (default: the --server's host on :1883, mqtts:// for an https
+    /// --server, else mqtt://; a loopback --server is refused).
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
     /// The edge-agent built for the board (default: target/TRIPLE/release/edge-agent, TRIPLE the board's).
@@ -118,7 +118,8 @@ pub struct InstallArgs {
     /// The edge-agent built for the board (default: `edge-agent` beside this edgectl).
     #[arg(long, value_name = "PATH")]
     pub agent_binary: Option<PathBuf>,
-    /// The MQTT broker as the board reaches it (default: mqtt://SERVER:1883, SERVER the --server's host).
+    /// The MQTT broker as the board reaches it (default: SERVER:1883, SERVER the --server's host, mqtts:// for
+    /// an https --server, else mqtt://).
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
     /// The board profile (`edgectl boards`) written to agent.toml.

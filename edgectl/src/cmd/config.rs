@@ -8,8 +8,8 @@ use crate::cli::ConfigCommand;
 use crate::config::{self, Config};
 use crate::table::Table;
 
-/// `server`: the global `--server` flag, which `set-context` takes as the context's server.
-pub fn run(command: ConfigCommand, server: Option<&str>) -> Result<()> {
+/// `server` and `token`: the global `--server` and `--token` flags, which `set-context` takes as the context's.
+pub fn run(command: ConfigCommand, server: Option<&str>, token: Option<&str>, ca: Option<&str>) -> Result<()> {
     let path = config::path().ok_or_else(|| anyhow!("no config file: neither $XDG_CONFIG_HOME nor $HOME is set"))?;
     let loaded = config::load(&path)?;
     let had_file = loaded.is_some();
@@ -37,12 +37,33 @@ pub fn run(command: ConfigCommand, server: Option<&str>) -> Result<()> {
             println!("Switched to context {name:?}.");
         }
         ConfigCommand::SetContext { name } => {
+            let certificate_authority = ca;
             check_name(&name)?;
-            let server = server.ok_or_else(|| anyhow!("set-context {name} needs --server URL"))?;
-            if server.trim().is_empty() {
-                bail!("--server is empty (try --server http://HOST:7700)");
+            let created = match server {
+                Some(server) if server.trim().is_empty() => bail!("--server is empty (try --server http://HOST:7700)"),
+                Some(server) => cfg.set_context(&name, &crate::client::base_url(server)),
+                None if cfg.context(&name).is_some() && (token.is_some() || certificate_authority.is_some()) => false,
+                None => bail!("set-context {name} needs --server URL"),
+            };
+            // A fingerprint is kept as given, a CA file by its absolute path (checked now, read at each use).
+            let ca = match certificate_authority {
+                Some(c) => {
+                    edge_tls::pin_from(c).map_err(|e| anyhow!("--certificate-authority: {e}"))?;
+                    match std::fs::canonicalize(c) {
+                        Ok(path) => Some(path.display().to_string()),
+                        Err(_) => Some(c.trim().to_string()),
+                    }
+                }
+                None => None,
+            };
+            if let Some(c) = cfg.contexts.iter_mut().find(|c| c.name == name) {
+                if let Some(t) = token {
+                    c.token = Some(t.to_string());
+                }
+                if ca.is_some() {
+                    c.certificate_authority = ca;
+                }
             }
-            let created = cfg.set_context(&name, &crate::client::base_url(server));
             config::save(&path, &cfg)?;
             println!("Context {name:?} {}.", if created { "created" } else { "modified" });
         }

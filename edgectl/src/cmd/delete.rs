@@ -20,11 +20,18 @@ pub async fn run(client: &Client, ns: &str, args: DeleteArgs) -> Result<()> {
         [kind, name] if matches!(kind.as_str(), "node" | "nodes" | "no") => {
             return node(client, name, args.force, args.ignore_not_found).await
         }
+        [kind, name] if matches!(kind.as_str(), "credential" | "credentials" | "cred") && !args.force => {
+            return match super::credential::delete(client, name).await {
+                Err(e) if args.ignore_not_found && is_status(&e, StatusCode::NOT_FOUND) => Ok(()),
+                r => r,
+            };
+        }
         _ if args.force => bail!("--force is for `delete node NAME` only"),
         [name] => super::edit::workload_name(name),
         [kind, name] if matches!(kind.as_str(), "workload" | "workloads" | "wl") => name.as_str(),
         [kind, _] => bail!(
-            "cannot delete {kind:?} (delete a workload: edgectl delete workload NAME, a node: edgectl delete node NAME)"
+            "cannot delete {kind:?} (delete a workload: edgectl delete workload NAME, a node: edgectl delete node NAME, \
+             a credential: edgectl delete credential NAME)"
         ),
         _ => bail!("name a workload (edgectl delete NAME) or manifests (edgectl delete -f FILE)"),
     };

@@ -29,10 +29,21 @@ pub async fn run(args: DevArgs) -> Result<()> {
             (t.path().to_path_buf(), Some(t))
         }
     };
-    let config = ControllerConfig::new(data.join("controller"), args.api, BrokerMode::Embedded(args.mqtt));
+    let controller_dir = data.join("controller");
+    let config = ControllerConfig::new(controller_dir.clone(), args.api, BrokerMode::Embedded(args.mqtt));
     let controller = edge_controller::start(config).await.context("cannot start the controller")?;
+    // The admin credential the controller made at its first start (kept in its data dir): what the agents'
+    // join tokens are made with, and what the `dev` context carries.
+    let admin_file = controller_dir.join(edge_controller::server::ADMIN_TOKEN_FILE);
+    let admin = std::fs::read_to_string(&admin_file)
+        .map(|t| t.trim().to_string())
+        .with_context(|| format!("cannot read the admin credential {}", admin_file.display()))?;
     // The API listens once `start` returns, so the agents' join tokens come through it, as an operator's would.
-    let client = Client::new(&format!("http://{}", controller.api_addr));
+    let scheme = if controller.api_tls { "https" } else { "http" };
+    let api = format!("{scheme}://{}", controller.api_addr);
+    // Beyond loopback the API speaks TLS: the context pins the cluster's CA file.
+    let ca = controller.api_tls.then(|| controller_dir.join(edge_controller::server::CA_FILE).display().to_string());
+    let client = Client::connect(&api, Some(admin.clone()), ca.as_deref())?;
     let (stop_agents, stop_rx) = watch::channel(false);
     let share = share(args.agents, args.agent_cpu, args.agent_memory);
     let mut agents = Vec::new();
@@ -61,12 +72,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
         format_memory(share.memory_bytes),
         data.display()
     );
-    let api = format!("http://{}", controller.api_addr);
     println!("API:  {api}");
     println!("MQTT: {}:{}", controller.mqtt.0, controller.mqtt.1);
     // The `dev` context makes every later edgectl talk to this cluster with no --server; if it cannot be written
     // (no home, a broken file), the cluster still runs and `try:` names the server.
-    let plain = match remember(&api) {
+    let plain = match remember(&api, &admin, ca.as_deref()) {
         Ok(line) => {
             println!("{line}");
             std::env::var("EDGE_SERVER").map_or(true, |s| s.trim().is_empty())
@@ -90,9 +100,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
 }
 
 /// Writes the `dev` context with `api` and makes it current; the banner line that says so.
-fn remember(api: &str) -> Result<String> {
+fn remember(api: &str, token: &str, ca: Option<&str>) -> Result<String> {
     let path = config::path().context("neither $XDG_CONFIG_HOME nor $HOME is set")?;
-    config::make_current(&path, config::DEV_CONTEXT, api)?;
+    config::make_current(&path, config::DEV_CONTEXT, api, Some(token), ca)?;
     Ok(format!("context: {} (current; in {}; other contexts untouched)", config::DEV_CONTEXT, path.display()))
 }
 

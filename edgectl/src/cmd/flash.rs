@@ -164,7 +164,7 @@ fn check_name(flag: &str, name: &str) -> anyhow::Result<()> {
 /// controller address is refused: on the board it would be the board itself.
 fn broker(flag: Option<&str>, server: &str) -> anyhow::Result<String> {
     if let Some(b) = flag {
-        edge_proto::parse_broker_url(b).map_err(|e| anyhow!("--broker {b:?}: {e}"))?;
+        edge_proto::parse_broker_endpoint(b).map_err(|e| anyhow!("--broker {b:?}: {e} (or mqtts://…)"))?;
         return Ok(b.to_string());
     }
     let rest = server.split_once("://").map_or(server, |(_, r)| r);
@@ -182,7 +182,9 @@ fn broker(flag: Option<&str>, server: &str) -> anyhow::Result<String> {
         );
     }
     let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-    Ok(format!("mqtt://{host}:1883"))
+    // A controller serving HTTPS beyond loopback serves MQTT over TLS too (`--api-tls`/`--mqtt-tls` auto).
+    let scheme = if server.starts_with("https://") { "mqtts" } else { "mqtt" };
+    Ok(format!("{scheme}://{host}:1883"))
 }
 
 /// Where `cargo build --release --target TRIPLE -p edge-agent` puts the agent, from the project root.
@@ -324,7 +326,7 @@ mod tests {
     #[test]
     fn the_broker_defaults_to_the_controllers_host_but_never_loopback() {
         assert_eq!(broker(None, "http://10.0.0.5:7700").unwrap(), "mqtt://10.0.0.5:1883");
-        assert_eq!(broker(None, "https://ctl.example:443/").unwrap(), "mqtt://ctl.example:1883");
+        assert_eq!(broker(None, "https://ctl.example:443/").unwrap(), "mqtts://ctl.example:1883");
         assert_eq!(broker(None, "http://[fd00::1]:7700").unwrap(), "mqtt://[fd00::1]:1883");
         for s in ["http://127.0.0.1:7700", "http://localhost:7700", "http://[::1]:7700", "0.0.0.0:7700"] {
             let e = broker(None, s).unwrap_err().to_string();

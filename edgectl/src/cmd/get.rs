@@ -54,10 +54,16 @@ pub async fn run(client: &Client, ns: &str, args: GetArgs) -> Result<()> {
                 GetOutput::Name => return Err(anyhow!("-o name lists objects; events are not (try -o json)")),
             };
             let about = name.map(str::to_string);
-            let events =
-                crate::cli::EventsArgs { about, all_namespaces: args.all_namespaces, watch: args.watch, output };
+            let events = crate::cli::EventsArgs {
+                about,
+                all_namespaces: args.all_namespaces,
+                watch: args.watch,
+                output,
+                audit: false,
+            };
             return super::events::run(client, ns, &events).await;
         }
+        GetWhat::Credentials => return super::credential::list(client, name, out).await,
         GetWhat::Nodes => {
             let nodes = nodes(client, name, selector.as_ref(), true).await?;
             match out {
@@ -139,7 +145,7 @@ pub async fn table_of(
             let workloads = client.workloads(scope).await?;
             instances_table(&instance_rows(&workloads, ns, name, selector, must_exist)?, now, shape)
         }
-        GetWhat::Namespaces | GetWhat::Modules | GetWhat::Events => {
+        GetWhat::Namespaces | GetWhat::Modules | GetWhat::Events | GetWhat::Credentials => {
             return Err(anyhow!("-w watches nodes, workloads and instances (for events: `edgectl events -w`)"))
         }
     })

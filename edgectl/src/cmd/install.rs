@@ -28,7 +28,7 @@ pub async fn install(client: &Client, server: &str, args: InstallArgs) -> Result
         None => default_broker(server, &target.host)?,
     };
     // Checked here, on this machine, rather than by an agent that would then never join.
-    edge_proto::parse_broker_url(&broker).map_err(|e| anyhow!("--broker {broker:?}: {e}"))?;
+    edge_proto::parse_broker_endpoint(&broker).map_err(|e| anyhow!("--broker {broker:?}: {e} (or mqtts://…)"))?;
 
     let session = connect(&args.ssh, &target).await?;
     let probe = probe(&session, &target).await?;
@@ -197,7 +197,8 @@ fn triple(arch: Arch) -> &'static str {
     }
 }
 
-/// `mqtt://HOST:1883` with the controller's host, unless that is this machine's loopback and the board is not.
+/// `mqtt://HOST:1883` with the controller's host (`mqtts://` when the controller serves HTTPS: then its broker
+/// speaks TLS too), unless that is this machine's loopback and the board is not.
 fn default_broker(server: &str, board_host: &str) -> Result<String> {
     let base = crate::client::base_url(server);
     let authority = base.split_once("://").map_or(base.as_str(), |(_, rest)| rest);
@@ -212,7 +213,8 @@ fn default_broker(server: &str, board_host: &str) -> Result<String> {
              address ({host}) is this machine's loopback"
         );
     }
-    Ok(format!("mqtt://{host}:1883"))
+    let scheme = if base.starts_with("https://") { "mqtts" } else { "mqtt" };
+    Ok(format!("{scheme}://{host}:1883"))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -304,6 +306,7 @@ mod tests {
         assert_eq!(default_broker("http://ctl.lan:7700", "kitchen").unwrap(), "mqtt://ctl.lan:1883");
         assert_eq!(default_broker("10.0.0.2:7700", "10.0.0.9").unwrap(), "mqtt://10.0.0.2:1883");
         assert_eq!(default_broker("http://[fd00::2]:7700/", "kitchen").unwrap(), "mqtt://[fd00::2]:1883");
+        assert_eq!(default_broker("https://ctl.lan:7700", "kitchen").unwrap(), "mqtts://ctl.lan:1883");
         assert_eq!(default_broker("http://127.0.0.1:7700", "127.0.0.1").unwrap(), "mqtt://127.0.0.1:1883");
         let err = default_broker("http://127.0.0.1:7700", "kitchen.local").unwrap_err().to_string();
         assert!(err.starts_with("give --broker") && err.contains("loopback"), "{err}");

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod boards;
 pub mod config;
 pub mod create;
+pub mod credential;
 pub mod delete;
 pub mod deploy;
 pub mod describe;

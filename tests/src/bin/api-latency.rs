@@ -125,7 +125,7 @@ fn main() -> anyhow::Result<()> {
         dir.path().display(),
         loadavg()
     );
-    let result = client_rt.block_on(bench(&opts, controller.api_addr, sim_rt.handle(), broker.port));
+    let result = client_rt.block_on(bench(&opts, &controller, sim_rt.handle(), broker.port));
     controller_rt.block_on(controller.shutdown());
     let report = result?;
     report.print(&opts);
@@ -204,11 +204,22 @@ impl Report {
     }
 }
 
-async fn bench(opts: &Options, api_addr: std::net::SocketAddr, sim_rt: &Handle, port: u16) -> anyhow::Result<Report> {
-    let api = Api::new(api_addr);
+async fn bench(
+    opts: &Options,
+    controller: &edge_controller::Running,
+    sim_rt: &Handle,
+    port: u16,
+) -> anyhow::Result<Report> {
+    let api = Api::of(controller);
+    let api_addr = controller.api_addr;
     let base = format!("http://{api_addr}");
-    // One client, one keep-alive connection: requests are sequential.
-    let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+    // One client, one keep-alive connection: requests are sequential, each with the admin credential (checking
+    // it is part of every request's cost).
+    let mut headers = reqwest::header::HeaderMap::new();
+    let token = controller.admin_token.clone().unwrap_or_default();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    edge_tls::install_default_provider();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1).default_headers(headers).build()?;
     let list = format!("{base}/v1/workloads");
     let one = format!("{base}/v1/namespaces/default/workloads/{}", workload(0));
 

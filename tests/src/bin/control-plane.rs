@@ -19,7 +19,7 @@ use edge_controller::store::{Change, Store};
 use edge_proto::Resources;
 use edge_tests::proc::ControllerProc;
 use edge_tests::sim::{self, SimConfig, SimStats};
-use edge_tests::{eventually, scenario, Api};
+use edge_tests::{eventually, scenario};
 
 const NODES: usize = 10_000;
 const WORKLOADS: usize = 1_000;
@@ -149,8 +149,8 @@ async fn fleet(nodes: usize, external: bool) {
     let data = dir.path().join("controller");
     let c =
         ControllerProc::start_via(&pinned, "controller", &data, mosquitto.as_ref().map(|m| m.port), &[], dir.path());
+    let api = c.client();
     let (controller, mqtt_port) = (c.proc, c.mqtt.port());
-    let api = Api::new(c.api);
     let up = || {
         let api = api.clone();
         async move { api.try_get("/healthz").await.map(|_| ()) }

@@ -36,7 +36,7 @@ use edge_controller::model::NamespaceRecord;
 use edge_controller::store::{Change, Store};
 use edge_controller::{BrokerMode, ControllerConfig, Running};
 use edge_tests::free_port;
-use edge_tests::measure::{loadavg, pct, timed_get};
+use edge_tests::measure::{loadavg, pct};
 use serde_json::json;
 
 /// The goal: our p50 at most this fraction of etcd's.
@@ -100,10 +100,10 @@ enum Target {
     Floor(File),
     /// One `Store::commit` of a new namespace record through the controller's own store.
     Commit(Store),
-    /// A GET at this URL.
-    Get(String),
-    /// Creating a new namespace on the controller at this base URL.
-    Ours(String),
+    /// A GET at this URL, with this bearer credential.
+    Get(String, Option<String>),
+    /// Creating a new namespace on the controller at this base URL, with its admin credential.
+    Ours(String, Option<String>),
     /// Putting a new key to the etcd member at this client port.
     Etcd(u16),
 }
@@ -141,8 +141,8 @@ impl Probe {
                 store.commit(&[Change::PutNamespace(&record)])?;
                 Ok(t.elapsed())
             }
-            Target::Get(url) => get(http, url).await,
-            Target::Ours(base) => create_namespace(http, base, i).await,
+            Target::Get(url, token) => get(http, url, token.as_deref()).await,
+            Target::Ours(base, token) => create_namespace(http, base, token.as_deref(), i).await,
             Target::Etcd(port) => etcd_put(http, *port, i).await,
         }
     }
@@ -215,24 +215,29 @@ fn main() -> anyhow::Result<()> {
     if needs_ours {
         let c = controller_rt.block_on(controller(&disk.path().join("controller")))?;
         let base = format!("http://{}", c.api_addr);
+        let token = c.admin_token.clone();
         controllers.push(c);
         if opts.wants("http") {
             let what = "HTTP round trip to the controller (GET /healthz, not via the owner)";
-            probes.push(Probe::new("http", what, Target::Get(format!("{base}/healthz"))));
+            probes.push(Probe::new("http", what, Target::Get(format!("{base}/healthz"), None)));
         }
         if opts.wants("owner") {
             let what = "  + the owner's queue (GET /v1/stats, a call on the owner, no commit)";
-            probes.push(Probe::new("owner", what, Target::Get(format!("{base}/v1/stats"))));
+            probes.push(Probe::new("owner", what, Target::Get(format!("{base}/v1/stats"), token.clone())));
         }
         if opts.wants("ours") {
             let what = "ours: PUT /v1/namespaces/{ns} {} (201 Created, durable)";
-            probes.push(Probe::new("ours", what, Target::Ours(base)));
+            probes.push(Probe::new("ours", what, Target::Ours(base, token)));
         }
     }
     if let (Some(shm), true) = (&shm, opts.wants("ours-tmpfs")) {
         let c = controller_rt.block_on(controller(&shm.path().join("controller")))?;
         let what = "  the same, the controller's data dir on tmpfs (no fsync)";
-        probes.push(Probe::new("ours-tmpfs", what, Target::Ours(format!("http://{}", c.api_addr))));
+        probes.push(Probe::new(
+            "ours-tmpfs",
+            what,
+            Target::Ours(format!("http://{}", c.api_addr), c.admin_token.clone()),
+        ));
         controllers.push(c);
     }
     let etcd_bin = which(&opts.etcd);
@@ -291,6 +296,7 @@ fn main() -> anyhow::Result<()> {
 
 /// Warms every probe up, then runs the rounds.
 async fn measure(probes: &mut [Probe], opts: &Options) -> anyhow::Result<()> {
+    edge_tls::install_default_provider();
     let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
     for p in probes.iter_mut() {
         for _ in 0..opts.warmup {
@@ -332,22 +338,45 @@ fn name(i: usize) -> String {
     format!("ns-{i:06}")
 }
 
-async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<Duration> {
-    Ok(timed_get(http, url).await?.0)
+async fn get(http: &reqwest::Client, url: &str, token: Option<&str>) -> anyhow::Result<Duration> {
+    timed(authed(http.get(url), token), &format!("GET {url}"), |s| s.is_success()).await
 }
 
-/// Creates namespace `ns-{i}`: one durable commit before the answer.
-async fn create_namespace(http: &reqwest::Client, base: &str, i: usize) -> anyhow::Result<Duration> {
-    let url = format!("{base}/v1/namespaces/{}", name(i));
+/// `rb` with `token` as its bearer credential, if any.
+fn authed(rb: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) => rb.bearer_auth(t),
+        None => rb,
+    }
+}
+
+/// Sends `rb`: its time to the last byte of the body; a status `ok` refuses is an error naming `what`.
+async fn timed(
+    rb: reqwest::RequestBuilder,
+    what: &str,
+    ok: impl Fn(reqwest::StatusCode) -> bool,
+) -> anyhow::Result<Duration> {
     let t = Instant::now();
-    let resp = http.put(&url).json(&json!({})).send().await?;
+    let resp = rb.send().await?;
     let status = resp.status();
     let body = resp.bytes().await?;
     let took = t.elapsed();
-    if status != reqwest::StatusCode::CREATED {
-        bail!("PUT {url} answered {status} (expected 201 Created): {}", String::from_utf8_lossy(&body));
+    if !ok(status) {
+        bail!("{what} answered {status}: {}", String::from_utf8_lossy(&body));
     }
     Ok(took)
+}
+
+/// Creates namespace `ns-{i}`: one durable commit before the answer.
+async fn create_namespace(
+    http: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    i: usize,
+) -> anyhow::Result<Duration> {
+    let url = format!("{base}/v1/namespaces/{}", name(i));
+    let rb = authed(http.put(&url).json(&json!({})), token);
+    timed(rb, &format!("PUT {url} (expected 201 Created)"), |s| s == reqwest::StatusCode::CREATED).await
 }
 
 /// One etcd put of a new key, with a value the size of our namespace record.
@@ -376,6 +405,7 @@ struct Etcd {
 
 impl Etcd {
     async fn start(bin: &Path, data: &Path) -> anyhow::Result<Etcd> {
+        edge_tls::install_default_provider();
         let http = reqwest::Client::new();
         let log = data.with_extension("log");
         // Ports are picked free and bound by etcd a moment later: if one was taken in between, etcd exits; retry.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use edge_agent::runtime::Runtime;
 use edge_proto::{EngineProfile, InstanceSpec};
+use edge_tests::example;
 use edge_tests::proc::{agent_args, binary, ControllerProc, Proc};
-use edge_tests::{example, Api};
 use tokio::sync::mpsc;
 
 #[tokio::main]
@@ -118,6 +118,7 @@ async fn main() {
 
     // 3. A real agent process.
     let c = ControllerProc::start("controller", &dir.path().join("c"), None, &[], dir.path());
+    let api = c.client();
     let (controller, mqtt_port) = (c.proc, c.mqtt.port());
     let mut agent = Proc::spawn(
         "agent",
@@ -125,7 +126,6 @@ async fn main() {
         &agent_args("rss", mqtt_port, &dir.path().join("a"), &[]),
         dir.path(),
     );
-    let api = Api::new(c.api);
     let deadline = Instant::now() + Duration::from_secs(30);
     while api.try_get("/v1/nodes").await.is_none_or(|n| n[0]["status"] != "Ready") {
         assert!(

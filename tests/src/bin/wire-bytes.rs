@@ -72,7 +72,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let controller = ControllerProc::start("controller", &dir.path().join("controller"), None, &[], dir.path());
     let port = controller.mqtt_port();
-    let api = Api::new(controller.api);
+    let api = controller.client();
     let joined_token = token(&api, "joined").await;
     let old_token = token(&api, "old-cadence").await;
     let mut agents = vec![

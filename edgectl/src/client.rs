@@ -39,6 +39,36 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// The last cause in `e`'s chain ("Connection refused (os error 111)"): what actually went wrong.
+fn innermost(e: &reqwest::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+/// The TLS failure under a request error (a certificate the pin refused, a failed handshake), if that is what it
+/// is: its innermost message, which names the cluster and what was wrong.
+fn tls_cause(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut found = None;
+    while let Some(mut cause) = source {
+        // rustls' error travels inside io::Errors (one in another), whose `source` skips it: look inside them.
+        while let Some(inner) = cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            cause = inner;
+        }
+        if let Some(tls) = cause.downcast_ref::<edge_tls::rustls::Error>() {
+            found = Some(match tls {
+                edge_tls::rustls::Error::General(why) => why.clone(),
+                other => other.to_string(),
+            });
+        }
+        source = cause.source();
+    }
+    found
+}
+
 impl Client {
     /// A client of the controller at `server`: `http://HOST:PORT`, or `HOST:PORT` (http is assumed, as
     /// `edgectl dev` prints it).
@@ -85,8 +115,12 @@ impl Client {
 
     async fn send(&self, rb: RequestBuilder) -> Result<Response> {
         let resp = rb.send().await.map_err(|e| {
-            if e.is_connect() {
-                anyhow!("cannot reach the controller at {} (is it running? `edgectl dev` starts one)", self.base)
+            if let Some(tls) = tls_cause(&e) {
+                // A refused handshake is not an absent controller: say what the pin found.
+                anyhow!("refused the controller at {}: {tls}", self.base)
+            } else if e.is_connect() {
+                let why = innermost(&e);
+                anyhow!("cannot reach the controller at {} ({why}: is it running? `edgectl dev` starts one)", self.base)
             } else {
                 anyhow!("request to the controller at {} failed: {e}", self.base)
             }

@@ -354,6 +354,15 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Sends `bytes` as a JSON body (`content-type: application/json`, whatever they hold) and returns the
+    /// status and the reply's text.
+    pub async fn send_raw_json(&self, method: reqwest::Method, path: &str, bytes: Vec<u8>) -> (u16, String) {
+        let rb = self.request(method, path).header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
+        let resp = rb.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
     /// Uploads a module; returns its sha256.
     /// A join token for node `name` (`POST /v1/tokens`).
     pub async fn join_token(&self, name: &str) -> String {

@@ -80,23 +80,15 @@ async fn selectors_wait_for_a_matching_label() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pending_replica_is_placed_when_a_node_with_room_joins() {
-    // The API refuses memory no Ready node has at all, so the replica here waits for room, not for a bigger node:
-    // the small node's memory is mostly taken by a first workload.
-    let mut f = fleet(&[], |_| {}).await;
+    let mut f = fleet(&["small"], |_| {}).await;
     let api = f.api.clone();
-    let (host, port) = f.broker_addr();
-    f.start_agent_with("small", &host, port, |c| c.memory_bytes = Some(1 << 30));
-    f.wait_ready_nodes(1).await;
     let sha = api.upload(example("ticker.wasm")).await;
-    let fill = json!({"module": sha, "replicas": 1, "cpu_millis": 100, "memory_bytes": 768u64 << 20});
-    let (status, w) = api.send(Method::PUT, "/v1/namespaces/default/workloads/fill", None, Some(fill)).await;
-    assert_eq!(status, 200, "{w}");
-    wait_nodes(&api, "fill", &["small"]).await;
-    let body = json!({"module": sha, "replicas": 1, "cpu_millis": 100, "memory_bytes": 512u64 << 20});
+    let body = json!({"module": sha, "replicas": 1, "cpu_millis": 100, "memory_bytes": 100u64 << 30});
     let (status, w) = api.send(Method::PUT, "/v1/namespaces/default/workloads/big", None, Some(body)).await;
     assert_eq!(status, 200, "{w}");
     assert_eq!(w["instances"][0]["reason"], "0/1 nodes available: 1 insufficient memory");
-    f.start_agent_with("large", &host, port, |c| c.memory_bytes = Some(4 << 30));
+    let (host, port) = f.broker_addr();
+    f.start_agent_with("large", &host, port, |c| c.memory_bytes = Some(200 << 30));
     wait_nodes(&api, "big", &["large"]).await;
     f.stop().await;
 }

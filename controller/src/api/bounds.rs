@@ -22,8 +22,8 @@ pub const MAX_REPLICAS: u32 = 1_000;
 pub const MAX_CPU_MILLIS: u32 = 1_000_000;
 /// Smallest memory request and limit: one WebAssembly page.
 pub const MIN_MEMORY: u64 = 64 * 1024;
-/// Largest memory request and limit (1 TiB). The cluster also refuses a request larger than every Ready node
-/// (`Cluster::admit_to_namespace`), which only it can know.
+/// Largest memory request and limit (1 TiB), beyond any board this runs on. A request no node has is accepted
+/// and waits Pending (`0/N nodes available: N insufficient memory`), as in Kubernetes: the node may join later.
 pub const MAX_MEMORY: u64 = 1 << 40;
 /// Longest run-to-completion deadline: 30 days.
 pub const MAX_TIMEOUT_MS: u64 = 30 * 24 * 60 * 60 * 1000;

@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use edge_proto::mcu::ModuleAbi;
-use edge_proto::quantity::format_memory;
 use edge_proto::EngineProfile;
 
 use super::{check_name, Cluster, ClusterError, DEFAULT_NAMESPACE};
@@ -112,7 +111,6 @@ impl Cluster {
                  {INSTANCE_BUDGET} (env, args and volumes take most of it)"
             )));
         }
-        self.fits_some_node(spec)?;
         let Some(ns) = self.namespaces.get(namespace) else {
             if namespace == DEFAULT_NAMESPACE {
                 return Ok(());
@@ -126,32 +124,6 @@ impl Cluster {
             ))),
             None => Ok(()),
         }
-    }
-
-    /// Refuses memory (the request, or the limit when it is larger) that no Ready node has at all, naming the
-    /// largest. Without Ready nodes nothing is known, and nothing is refused: the replicas wait, Pending. Cheap
-    /// when some node fits: the scan stops at the first.
-    fn fits_some_node(&self, spec: &WorkloadSpec) -> Result<(), ClusterError> {
-        let (what, want) = match spec.memory_limit_bytes {
-            Some(limit) if limit > spec.memory_bytes => ("memory limit", limit),
-            _ => ("memory", spec.memory_bytes),
-        };
-        // Only nodes whose engine runs the module's ABI count: with none Ready, the replicas wait Pending and
-        // their reason names the engine (a WASI module on a fleet of microcontrollers).
-        let ready = |n: &&crate::model::NodeRecord| self.is_ready(&n.name) && n.engine.runs() == Some(spec.abi);
-        if self.nodes.values().filter(|n| n.capacity.memory_bytes >= want).any(|n| ready(&n)) {
-            return Ok(());
-        }
-        let Some(largest) = self.nodes.values().filter(ready).max_by_key(|n| n.capacity.memory_bytes) else {
-            return Ok(());
-        };
-        Err(ClusterError::Invalid(format!(
-            "{what} {} ({want} bytes) is more than any Ready node has: the largest, {}, has {} ({} bytes)",
-            format_memory(want),
-            largest.name,
-            format_memory(largest.capacity.memory_bytes),
-            largest.capacity.memory_bytes
-        )))
     }
 
     pub(crate) fn namespace_not_found(&self, namespace: &str) -> ClusterError {

@@ -35,7 +35,7 @@ pub struct LinkOptions {
     /// MQTT username and password; `None` connects anonymously.
     credentials: Option<Login>,
     /// MQTT over TLS, trusting what this config trusts (`edge_tls::client_config`: the cluster's key).
-    tls: Option<Arc<edge_tls::rustls::ClientConfig>>,
+    pub(crate) tls: Option<Arc<edge_tls::rustls::ClientConfig>>,
 }
 
 /// A username and password; `Debug` never shows the password.

@@ -57,6 +57,11 @@ pub enum Waited {
     Shutdown,
 }
 
+/// Whether `error` is an answer that did not decode as MQTT (rather than a refused or lost connection).
+fn not_mqtt(error: &ConnectionError) -> bool {
+    matches!(error, ConnectionError::MqttState(rumqttc::StateError::Deserialization(_)))
+}
+
 /// The back-off state of one link. Call [`Reconnect::connected`] on every ConnAck and [`Reconnect::wait`] on
 /// every [`ConnectionError`].
 #[derive(Debug, Clone)]
@@ -64,13 +69,15 @@ pub struct Reconnect {
     backoff: Backoff,
     host: String,
     port: u16,
+    /// Whether the link speaks TLS: a plain link that gets garbage back is told the broker may want `mqtts://`.
+    tls: bool,
 }
 
 impl Reconnect {
     /// Pacing for the link `options` describe (its broker is what the probe tries).
     pub fn new(options: &LinkOptions) -> Reconnect {
         let (host, port) = options.broker();
-        Reconnect { backoff: Backoff::default(), host: host.to_string(), port }
+        Reconnect { backoff: Backoff::default(), host: host.to_string(), port, tls: options.tls.is_some() }
     }
 
     /// A connection was established: the next failure waits the minimum again.
@@ -89,6 +96,10 @@ impl Reconnect {
         if plan.probe {
             let (broker, port) = (&self.host, self.port);
             tracing::warn!(%error, %broker, port, "MQTT broker unreachable; reconnecting as soon as it answers");
+        } else if !self.tls && not_mqtt(error) {
+            // What a TLS listener answers a plain CONNECT with (an alert) does not decode as MQTT.
+            tracing::warn!(%error, retry_in_ms = plan.delay.as_millis() as u64,
+                "MQTT connection failed: the broker's answer is not MQTT; if it speaks TLS, use --broker mqtts://");
         } else {
             tracing::warn!(%error, retry_in_ms = plan.delay.as_millis() as u64, "MQTT connection failed");
         }
@@ -152,6 +163,15 @@ mod tests {
         assert!(!unreachable(&io(ErrorKind::ConnectionReset)));
         assert!(!unreachable(&io(ErrorKind::UnexpectedEof)));
         assert!(!unreachable(&ConnectionError::FlushTimeout));
+    }
+
+    #[test]
+    fn an_answer_that_is_not_mqtt_is_told_apart() {
+        // The bytes of a TLS alert read as a packet whose length runs past what arrived.
+        let garbage = rumqttc::mqttbytes::Error::BoundaryCrossed(768);
+        assert!(not_mqtt(&ConnectionError::MqttState(rumqttc::StateError::Deserialization(garbage))));
+        assert!(!not_mqtt(&io(ErrorKind::ConnectionReset)));
+        assert!(!not_mqtt(&ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized)));
     }
 
     #[test]

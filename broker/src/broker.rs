@@ -192,7 +192,8 @@ async fn accept_loop(
                 let open = connection::OpenGuard(shared.clone());
                 match &tls {
                     None => {
-                        tokio::spawn(connection::serve(shared.clone(), open, stream, peer, done.clone()));
+                        let deadline = tokio::time::Instant::now() + shared.connect_timeout;
+                        tokio::spawn(connection::serve(shared.clone(), open, stream, peer, deadline, done.clone()));
                     }
                     Some(acceptor) => {
                         tokio::spawn(handshake(acceptor.clone(), shared.clone(), open, stream, peer, done.clone()));
@@ -223,12 +224,15 @@ async fn handshake(
     done: mpsc::Sender<()>,
 ) {
     let mut shutdown = shared.shutdown.subscribe();
+    // One deadline for the handshake and the CONNECT after it: a slow client holds its slot no longer than a
+    // plain one.
+    let deadline = tokio::time::Instant::now() + shared.connect_timeout;
     let accepted = tokio::select! {
-        a = tokio::time::timeout(shared.connect_timeout, acceptor.accept(stream)) => a,
+        a = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => a,
         _ = shutdown.wait_for(|stop| *stop) => return,
     };
     match accepted {
-        Ok(Ok(stream)) => connection::serve(shared.clone(), open, stream, peer, done).await,
+        Ok(Ok(stream)) => connection::serve(shared.clone(), open, stream, peer, deadline, done).await,
         Ok(Err(e)) => {
             bump(&shared.stats.tls_handshakes_failed);
             debug!(%peer, error = %e, "TLS handshake failed");

@@ -78,18 +78,20 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Serves one accepted socket to the end. `_done` is held until the task ends (shutdown waits for all of them).
+/// Serves one accepted socket to the end; its CONNECT must have arrived by `deadline` (the accept's time plus
+/// `connect_timeout`, which a TLS handshake before it shares). `_done` is held until the task ends (shutdown
+/// waits for all of them).
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     _open: OpenGuard,
     mut stream: impl Stream,
     peer: SocketAddr,
+    deadline: Instant,
     _done: mpsc::Sender<()>,
 ) {
     let mut shutdown = shared.shutdown.subscribe();
     let conn = ConnId(shared.next_conn());
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let deadline = Instant::now() + shared.connect_timeout;
     let connect = tokio::select! {
         c = timeout_at(deadline, read_connect(&mut stream, &mut rbuf, shared.max_packet_size)) => c,
         _ = shutdown.wait_for(|stop| *stop) => return,
@@ -232,6 +234,9 @@ async fn run(
 ) -> End {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut batch: Vec<Outgoing> = Vec::new();
+    // Bytes handed to the stream but perhaps not to the socket: a TLS stream buffers what it encrypts and says
+    // "written" before the socket took it, so once `wbuf` is empty the stream is flushed.
+    let mut unflushed = false;
     // Whether the session queue may hold something to send; set by wake-ups, acks and subscribes.
     let mut pull = true;
     let mut last_packet = Instant::now();
@@ -274,9 +279,10 @@ async fn run(
             biased;
             _ = live.signal.killed() => return End::Stopped,
             _ = shutdown.wait_for(|stop| *stop) => return End::Stopped,
-            r = writer.write_buf(&mut wbuf), if !wbuf.is_empty() => match r {
-                Ok(0) | Err(_) => return End::Lost,
-                Ok(_) => {}
+            r = write_or_flush(&mut writer, &mut wbuf), if !wbuf.is_empty() || unflushed => match r {
+                Ok(Some(0)) | Err(_) => return End::Lost,
+                Ok(Some(_)) => unflushed = true,
+                Ok(None) => unflushed = false,
             },
             r = reader.read_buf(&mut rbuf), if reading => {
                 match r {
@@ -288,6 +294,15 @@ async fn run(
             _ = live.signal.woken() => pull = true,
             _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => return End::Expired,
         }
+    }
+}
+
+/// Writes from `buf`, or flushes once it is empty: `Some(bytes written)`, `None` after a flush.
+async fn write_or_flush(writer: &mut (impl AsyncWrite + Unpin), buf: &mut BytesMut) -> std::io::Result<Option<usize>> {
+    if buf.is_empty() {
+        writer.flush().await.map(|()| None)
+    } else {
+        writer.write_buf(buf).await.map(Some)
     }
 }
 

@@ -235,7 +235,6 @@ fn tokens_with_hash(tokens: &BTreeMap<String, TokenRecord>) -> impl Iterator<Ite
 
 /// Keeps one Mosquitto's files current: owns the directory, remembers each member's password line (so a
 /// member is hashed once, not at every change) and signals Mosquitto after each rewrite.
-#[derive(Debug)]
 pub struct Keeper {
     dir: PathBuf,
     pid_file: Option<PathBuf>,
@@ -247,6 +246,18 @@ pub struct Keeper {
     /// The TLS listener's port and its certificate chain and key (PEM), written once at the first sync.
     tls: Option<(u16, String, String)>,
     tls_written: bool,
+}
+
+impl std::fmt::Debug for Keeper {
+    // By hand: the TLS listener's private key must not reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("dir", &self.dir)
+            .field("port", &self.port)
+            .field("tls_port", &self.tls.as_ref().map(|(p, _, _)| *p))
+            .field("members", &self.lines.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keeper {

@@ -364,6 +364,8 @@ fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    // `mode` applies only when the file is created: a leftover temporary file keeps its own otherwise.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     f.write_all(text.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()?;
@@ -377,11 +379,17 @@ fn server_names(config: &ControllerConfig) -> Vec<String> {
     if !config.api_listen.ip().is_unspecified() {
         names.push(config.api_listen.ip().to_string());
     }
+    if let BrokerMode::Embedded(mqtt) = config.broker {
+        if !mqtt.ip().is_unspecified() {
+            names.push(mqtt.ip().to_string());
+        }
+    }
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         names.push(host.trim().to_string());
     }
     names.extend(config.tls_names.iter().cloned());
     names.retain(|n| !n.is_empty());
+    names.sort();
     names.dedup();
     names
 }

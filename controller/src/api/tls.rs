@@ -34,7 +34,13 @@ impl TlsListener {
         tokio::spawn(async move {
             loop {
                 let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                let (socket, peer) = match tcp.accept().await {
+                // Ends with the server (its receiver dropped), not at the next connection after it: the port
+                // must be free once the controller has shut down.
+                let accepted = tokio::select! {
+                    a = tcp.accept() => a,
+                    _ = tx.closed() => return,
+                };
+                let (socket, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "API accept failed");

@@ -195,7 +195,9 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     let ca_path = config.data_dir.join(CA_FILE);
     std::fs::write(&ca_path, ca.root_pem())
         .map_err(|source| ControllerError::CaFile { path: ca_path.display().to_string(), source })?;
-    let tls_names = server_names(&config);
+    // One leaf per start for every TLS listener (API, embedded broker, Mosquitto's files): they serve the same
+    // names, and each client pins the cluster key, not the leaf.
+    let identity = ca.issue(&server_names(&config))?;
     let topics = Topics::new(&config.prefix);
     let registry = Arc::new(Registry::default());
     let mqtt_tls = matches!(config.broker, BrokerMode::Embedded(listen) if config.mqtt_tls.applies(listen));
@@ -204,7 +206,7 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
             let policy =
                 BrokerPolicy::new(registry.clone(), topics.clone(), config.allow_anonymous, config.require_join);
             // No ALPN: MQTT clients (rumqttc, mosquitto_sub --cafile) commonly offer none.
-            let tls = if mqtt_tls { Some(edge_tls::server_config(&ca.issue(&tls_names)?, &[])?) } else { None };
+            let tls = if mqtt_tls { Some(edge_tls::server_config(&identity, &[])?) } else { None };
             let broker = broker::start_embedded(*listen, policy, tls).await?;
             let addr = broker.local_addr();
             let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
@@ -237,7 +239,7 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
             let keeper =
                 crate::mosquitto::Keeper::new(dir.clone(), config.mosquitto_pid.clone(), topics.clone(), *port, &key);
             Some(match config.mosquitto_tls_port {
-                Some(tls_port) => keeper.with_tls(tls_port, &ca.issue(&tls_names)?),
+                Some(tls_port) => keeper.with_tls(tls_port, &identity),
                 None => keeper,
             })
         }
@@ -324,7 +326,6 @@ pub async fn start(config: ControllerConfig) -> Result<Running, ControllerError>
     });
     let mut api_shutdown = shutdown_rx.clone();
     if api_tls {
-        let identity = ca.issue(&tls_names)?;
         let tls = crate::api::tls::TlsListener::new(listener, edge_tls::server_config(&identity, &[b"http/1.1"])?)
             .map_err(|source| ControllerError::ApiBind { addr: config.api_listen, source })?;
         tasks.push(tokio::spawn(async move {

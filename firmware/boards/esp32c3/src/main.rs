@@ -98,15 +98,7 @@ async fn main(spawner: Spawner) {
     let host = HOST.init(settings.broker_host.clone());
     let mut net = TcpConnect::new(stack, RX.init([0; 2048]), TX.init([0; 2048]), host, settings.broker_port);
 
-    let cfg = edge_firmware::Config {
-        node: &node,
-        prefix: settings.prefix,
-        join_token: settings.join_token,
-        board: ESP32_C3,
-        ram_bytes: ESP32_C3.ram_bytes,
-        heartbeat_ms: edge_proto::timing::HEARTBEAT.as_millis() as u64,
-        version: env!("CARGO_PKG_VERSION"),
-    };
+    let cfg = settings.node_config(&node, ESP32_C3, env!("CARGO_PKG_VERSION"));
     trace(&alloc::format!("node {} on {}, broker {}:{}", cfg.node, cfg.board.name, host, settings.broker_port));
     let fatal = edge_firmware::run(cfg, &mut net, EmbassyClock, slots, rng, NoSensors, trace).await;
     halt(&alloc::format!("the node stopped: {fatal}")).await

@@ -51,6 +51,20 @@ impl core::fmt::Display for BadSetting {
 }
 
 impl<'a> Settings<'a> {
+    /// The core's configuration for node `node` on `board`, announcing the board's RAM and the protocol's
+    /// heartbeat, with `version` (the board binary's) in its hello.
+    pub fn node_config(&'a self, node: &'a str, board: edge_firmware::board::Board, version: &'a str) -> edge_firmware::Config<'a> {
+        edge_firmware::Config {
+            node,
+            prefix: self.prefix,
+            join_token: self.join_token,
+            board,
+            ram_bytes: board.ram_bytes,
+            heartbeat_ms: edge_proto::timing::HEARTBEAT.as_millis() as u64,
+            version,
+        }
+    }
+
     /// `broker` as users write it (`mqtt://HOST:PORT`, the same parser as the agent's `--broker`).
     pub fn parse(
         ssid: &'a str,

@@ -139,15 +139,7 @@ async fn main(spawner: Spawner) {
     let host = HOST.init(settings.broker_host.clone());
     let mut net = TcpConnect::new(stack, RX.init([0; 2048]), TX.init([0; 2048]), host, settings.broker_port);
 
-    let cfg = edge_firmware::Config {
-        node: &node,
-        prefix: settings.prefix,
-        join_token: settings.join_token,
-        board: chip::BOARD,
-        ram_bytes: chip::BOARD.ram_bytes,
-        heartbeat_ms: edge_proto::timing::HEARTBEAT.as_millis() as u64,
-        version: env!("CARGO_PKG_VERSION"),
-    };
+    let cfg = settings.node_config(&node, chip::BOARD, env!("CARGO_PKG_VERSION"));
     defmt::info!(
         "node {=str} on {=str}, broker {=str}:{=u16}",
         cfg.node,
